@@ -1,0 +1,1 @@
+"""Gymnasium environments of the SO-101 in MuJoCo: tasks, scripted experts, randomisation."""

@@ -1,0 +1,1 @@
+"""so101lab.experiments."""
