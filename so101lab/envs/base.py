@@ -1,0 +1,245 @@
+"""The shallow base of every simulated SO-101 task.
+
+`SO101Env` loads a task's MJCF, resolves ids by name, owns the 30 Hz control loop over the
+servo model, rendering, randomisation and the sim-to-real contract (observation keys, units,
+spaces). A task subclass fills four hooks: `_reset_task`, `_environment_state`, `_evaluate`
+and the class attributes naming its XML and objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from so101lab.contract import (
+    CONTROL_DT,
+    CONTROL_HZ,
+    DEFAULT_CAMERAS,
+    DEFAULT_IMAGE_SIZE,
+    JOINT_NAMES,
+    OBS_ENV_STATE,
+    OBS_PIXELS,
+    OBS_STATE,
+    CameraSpec,
+    joint_space,
+    lerobot_to_radians,
+    observation_space,
+    radians_to_lerobot,
+)
+from so101lab.envs.randomization import DomainRandomization, Randomizer
+from so101lab.envs.servo import ServoParams, Servos
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "so101"
+OBS_MODES = ("pixels_agent_pos", "state")
+REWARD_TYPES = ("sparse", "dense")
+TABLE_Z = 0.0
+# Joint targets (LeRobot units) of the rest pose every episode starts near: arm folded up and
+# back over the base, gripper half open, clear of the workspace and both cameras' view of it.
+HOME_POSE = np.array([0.0, -100.0, 90.0, 70.0, 0.0, 30.0], dtype=np.float32)
+
+COLORS: dict[str, tuple[float, float, float]] = {
+    "red": (0.85, 0.12, 0.12),
+    "green": (0.15, 0.7, 0.2),
+    "blue": (0.15, 0.3, 0.85),
+    "yellow": (0.92, 0.8, 0.12),
+}
+
+
+@dataclass
+class Evaluation:
+    """What a task reports each step: success and the named terms of its dense reward (in [0, 1])."""
+
+    is_success: bool
+    terms: dict[str, float]
+
+    @property
+    def dense_reward(self) -> float:
+        return float(np.mean(list(self.terms.values()))) if self.terms else float(self.is_success)
+
+
+class SO101Env(gym.Env):
+    """An SO-101 task in MuJoCo with LeRobot's observation and action conventions."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "human"], "render_fps": CONTROL_HZ}
+    xml_file: ClassVar[str]  # task MJCF under so101lab/assets/so101/
+    object_names: ClassVar[tuple[str, ...]]  # free-jointed bodies whose pose is environment_state
+
+    def __init__(
+        self,
+        obs_mode: str = "pixels_agent_pos",
+        cameras: tuple[str, ...] = DEFAULT_CAMERAS,
+        image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+        render_mode: str | None = None,
+        reward_type: str = "sparse",
+        randomization: DomainRandomization | None = None,
+        servo_params: ServoParams | str | Path | None = None,
+        terminate_on_success: bool = True,
+    ):
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        if reward_type not in REWARD_TYPES:
+            raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.model = mujoco.MjModel.from_xml_path(str(ASSETS / self.xml_file))
+        self.data = mujoco.MjData(self.model)
+        unknown = [c for c in cameras if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, c) < 0]
+        if unknown:
+            raise ValueError(f"unknown camera(s) {unknown}; this scene has {self.camera_names}")
+        self.obs_mode, self.reward_type, self.render_mode = obs_mode, reward_type, render_mode
+        self.terminate_on_success = terminate_on_success
+        self.cameras = tuple(CameraSpec(c, *image_size) for c in cameras)
+
+        self.n_substeps = round(CONTROL_DT / self.model.opt.timestep)
+        if abs(self.n_substeps * self.model.opt.timestep - CONTROL_DT) > 1e-6:
+            raise ValueError(f"{self.xml_file}: timestep {self.model.opt.timestep} does not divide 1/{CONTROL_HZ} s")
+        if isinstance(servo_params, (str, Path)):
+            servo_params = ServoParams.load(servo_params)
+        self.nominal_servo = servo_params or ServoParams()
+        self.servos = Servos(self.model, JOINT_NAMES, self.nominal_servo, self.model.opt.timestep)
+        self.qpos_adr = self.servos.qpos_adr
+        self.tcp_site = self.model.site("tcp").id
+        self.object_bodies = [self.model.body(n).id for n in self.object_names]
+        self.object_qpos_adr = [self.model.jnt_qposadr[self.model.body_jntadr[b]] for b in self.object_bodies]
+        self.object_geoms = [g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in self.object_bodies]
+        fixed_cams = [c for c in range(self.model.ncam) if self.model.cam_bodyid[c] == 0]
+        self.randomizer = Randomizer(self.model, randomization or DomainRandomization(), self.object_geoms,
+                                     fixed_cams)
+
+        self.action_space = joint_space()
+        env_state_dim = 7 * len(self.object_names) + self._extra_state_dim()
+        self.observation_space = observation_space(
+            self.cameras if obs_mode == "pixels_agent_pos" else (),
+            env_state_dim if obs_mode == "state" else None,
+        )
+        self.task = ""
+        self._renderer: mujoco.Renderer | None = None
+        self._viewer = None
+
+    # ---- hooks for tasks -------------------------------------------------------------------
+    def _reset_task(self, rng: np.random.Generator) -> str:
+        """Place and colour the objects for a new episode; return its language instruction."""
+        raise NotImplementedError
+
+    def _evaluate(self) -> Evaluation:
+        raise NotImplementedError
+
+    def _extra_state_dim(self) -> int:
+        """Size of task-specific entries appended to environment_state (e.g. target positions)."""
+        return 0
+
+    def _extra_state(self) -> np.ndarray:
+        return np.zeros(0)
+
+    # ---- gym API ---------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        rng = self.np_random
+        servo = self.randomizer.apply(rng, self.nominal_servo)
+        mujoco.mj_resetData(self.model, self.data)
+        self.servos.apply_params(servo)
+        home = lerobot_to_radians(HOME_POSE + rng.uniform(-3, 3, 6).astype(np.float32))
+        self.data.qpos[self.qpos_adr] = home
+        self.task = self._reset_task(rng)
+        mujoco.mj_forward(self.model, self.data)
+        self.servos.reset(self.data)
+        # Let objects settle on the table under the holding servos before the first observation.
+        for _ in range(5 * self.n_substeps):
+            self.servos.substep(self.data)
+            mujoco.mj_step(self.model, self.data)
+        self.data.time = 0.0
+        self.servos.reset(self.data)
+        evaluation = self._evaluate()
+        return self._observation(), self._info(evaluation)
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float32)
+        if action.shape != self.action_space.shape or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be 6 finite joint targets (deg, gripper 0..100), got {action!r}")
+        target = lerobot_to_radians(np.clip(action, self.action_space.low, self.action_space.high))
+        self.servos.command(self.data, target)
+        for _ in range(self.n_substeps):
+            self.servos.substep(self.data)
+            mujoco.mj_step(self.model, self.data)
+        evaluation = self._evaluate()
+        reward = evaluation.dense_reward if self.reward_type == "dense" else float(evaluation.is_success)
+        terminated = bool(evaluation.is_success and self.terminate_on_success)
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), reward, terminated, False, self._info(evaluation)
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return np.concatenate([self._render_camera(c.name, c.height, c.width) for c in self.cameras], axis=1)
+        if self.render_mode == "human":
+            if self._viewer is None:
+                import mujoco.viewer  # needs a display
+
+                self._viewer = mujoco.viewer.launch_passive(self.model, self.data)
+            self._viewer.sync()
+        return None
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
+
+    # ---- helpers ---------------------------------------------------------------------------
+    @property
+    def camera_names(self) -> list[str]:
+        return [self.model.camera(i).name for i in range(self.model.ncam)]
+
+    @property
+    def joint_positions(self) -> np.ndarray:
+        """Present joint positions in LeRobot units (what the real arm's encoders report)."""
+        return radians_to_lerobot(self.data.qpos[self.qpos_adr]).astype(np.float32)
+
+    @property
+    def tcp_position(self) -> np.ndarray:
+        return self.data.site_xpos[self.tcp_site].copy()
+
+    def object_pose(self, name: str) -> np.ndarray:
+        """Position (3) and quaternion (4) of a free object."""
+        adr = self.object_qpos_adr[self.object_names.index(name)]
+        return self.data.qpos[adr:adr + 7].copy()
+
+    def set_object_pose(self, name: str, pos: np.ndarray, yaw: float = 0.0) -> None:
+        adr = self.object_qpos_adr[self.object_names.index(name)]
+        self.data.qpos[adr:adr + 3] = pos
+        self.data.qpos[adr + 3:adr + 7] = (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
+
+    def set_color(self, body: str, rgb: np.ndarray) -> None:
+        body_id = self.model.body(body).id
+        geoms = self.model.geom_bodyid == body_id
+        self.model.geom_rgba[geoms, :3] = rgb
+
+    def _render_camera(self, camera: str, height: int, width: int) -> np.ndarray:
+        if self._renderer is None or (self._renderer.height, self._renderer.width) != (height, width):
+            if self._renderer is not None:
+                self._renderer.close()
+            self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, height)
+            self.model.vis.global_.offwidth = max(self.model.vis.global_.offwidth, width)
+            self._renderer = mujoco.Renderer(self.model, height, width)
+        self._renderer.update_scene(self.data, camera)
+        return self._renderer.render()
+
+    def _observation(self) -> dict[str, Any]:
+        obs: dict[str, Any] = {OBS_STATE: self.joint_positions}
+        if self.obs_mode == "pixels_agent_pos":
+            obs[OBS_PIXELS] = {c.name: self._render_camera(c.name, c.height, c.width) for c in self.cameras}
+        else:
+            poses = [self.data.qpos[a:a + 7] for a in self.object_qpos_adr]
+            obs[OBS_ENV_STATE] = np.concatenate([*poses, self._extra_state()]).astype(np.float32)
+        return obs
+
+    def _info(self, evaluation: Evaluation) -> dict[str, Any]:
+        return {"task": self.task, "is_success": evaluation.is_success,
+                **{f"reward_{k}": v for k, v in evaluation.terms.items()}}
