@@ -110,7 +110,8 @@ def encode_value(reg: Register, value: int) -> bytes:
     """Signed int -> the register's little-endian bytes (sign-magnitude where the register uses it)."""
     value = int(value)
     if not reg.min_value <= value <= reg.max_value:
-        raise ValueError(f"{value} is out of range for register {reg.name} ({reg.min_value}..{reg.max_value})")
+        raise ValueError(
+            f"{value} is out of range for register {reg.name} ({reg.min_value}..{reg.max_value})")
     raw = value
     if reg.sign_bit is not None and value < 0:
         raw = (1 << reg.sign_bit) | -value
