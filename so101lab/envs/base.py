@@ -38,9 +38,9 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets" / "so101"
 OBS_MODES = ("pixels_agent_pos", "state")
 REWARD_TYPES = ("sparse", "dense")
 TABLE_Z = 0.0
-# Joint targets (LeRobot units) of the rest pose every episode starts near: arm folded up and
-# back over the base, gripper half open, clear of the workspace and both cameras' view of it.
-HOME_POSE = np.array([0.0, -100.0, 90.0, 70.0, 0.0, 30.0], dtype=np.float32)
+# Joint targets (LeRobot units) of the ready pose every episode starts near: upper arm back,
+# tool 17 cm above the middle of the workspace, gripper half open.
+HOME_POSE = np.array([0.0, -100.0, 60.0, 60.0, 0.0, 30.0], dtype=np.float32)
 
 COLORS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.12, 0.12),
@@ -104,6 +104,10 @@ class SO101Env(gym.Env):
         self.servos = Servos(self.model, JOINT_NAMES, self.nominal_servo, self.model.opt.timestep)
         self.qpos_adr = self.servos.qpos_adr
         self.tcp_site = self.model.site("tcp").id
+        self.jaw_geoms = (
+            {self.model.geom(n).id for n in ("fixed_pad", "fixed_jaw")},
+            {self.model.geom(n).id for n in ("moving_pad", "moving_jaw_link")},
+        )
         self.object_bodies = [self.model.body(n).id for n in self.object_names]
         self.object_qpos_adr = [self.model.jnt_qposadr[self.model.body_jntadr[b]] for b in self.object_bodies]
         self.object_geoms = [g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in self.object_bodies]
@@ -210,6 +214,19 @@ class SO101Env(gym.Env):
         """Position (3) and quaternion (4) of a free object."""
         adr = self.object_qpos_adr[self.object_names.index(name)]
         return self.data.qpos[adr:adr + 7].copy()
+
+    def is_grasped(self, name: str) -> bool:
+        """The object touches both jaws."""
+        body = self.model.body(name).id
+        touched = [False, False]
+        for contact in self.data.contact[: self.data.ncon]:
+            g1, g2 = contact.geom1, contact.geom2
+            if self.model.geom_bodyid[g1] != body:
+                g1, g2 = g2, g1
+            if self.model.geom_bodyid[g1] == body:
+                for side, geoms in enumerate(self.jaw_geoms):
+                    touched[side] |= g2 in geoms
+        return all(touched)
 
     def set_object_pose(self, name: str, pos: np.ndarray, yaw: float = 0.0) -> None:
         adr = self.object_qpos_adr[self.object_names.index(name)]

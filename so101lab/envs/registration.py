@@ -6,20 +6,19 @@ import gymnasium as gym
 
 from so101lab.contract import CONTROL_HZ
 
-# env id -> "module:class"; each task is one module under so101lab.envs.tasks.
-ENV_IDS: dict[str, str] = {
-    "so101lab/PickCube-v0": "so101lab.envs.tasks.pick_cube:PickCubeEnv",
-    "so101lab/PickPlace-v0": "so101lab.envs.tasks.pick_place:PickPlaceEnv",
-    "so101lab/StackCubes-v0": "so101lab.envs.tasks.stack_cubes:StackCubesEnv",
-    "so101lab/SortCubes-v0": "so101lab.envs.tasks.sort_cubes:SortCubesEnv",
+# env id -> ("module:class", episode length in seconds); each task is one module under
+# so101lab.envs.tasks. Lengths leave a scripted expert about twice the time it needs.
+ENV_IDS: dict[str, tuple[str, int]] = {
+    "so101lab/PickCube-v0": ("so101lab.envs.tasks.pick_cube:PickCubeEnv", 10),
+    "so101lab/PickPlace-v0": ("so101lab.envs.tasks.pick_place:PickPlaceEnv", 12),
+    "so101lab/StackCubes-v0": ("so101lab.envs.tasks.stack_cubes:StackCubesEnv", 12),
+    "so101lab/SortCubes-v0": ("so101lab.envs.tasks.sort_cubes:SortCubesEnv", 20),
 }
 SIM_ENV_IDS = tuple(ENV_IDS)
-REAL_ENV_ID = "so101lab/Real-v0"
-EPISODE_SECONDS = 10  # default episode length; tasks may override with max_episode_steps
 
 
 def register_envs() -> None:
-    for env_id, entry_point in ENV_IDS.items():
+    for env_id, (entry_point, seconds) in ENV_IDS.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=entry_point, max_episode_steps=EPISODE_SECONDS * CONTROL_HZ,
+            gym.register(env_id, entry_point=entry_point, max_episode_steps=seconds * CONTROL_HZ,
                          disable_env_checker=True)

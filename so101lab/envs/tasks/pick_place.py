@@ -1,0 +1,35 @@
+"""PickPlace: put a cube of a named colour into the bin of another named colour."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from so101lab.envs.base import COLORS, Evaluation, SO101Env
+from so101lab.envs.experts import Pick
+from so101lab.envs.tasks.common import above_bin, bin_xy, in_bin, place_bin, place_cube, place_terms, sample_positions
+
+
+class PickPlaceEnv(SO101Env):
+    xml_file = "pick_place.xml"
+    object_names = ("cube",)
+
+    def _reset_task(self, rng: np.random.Generator) -> str:
+        cube_color, bin_color = (str(c) for c in rng.choice(list(COLORS), 2, replace=False))
+        self.set_color("cube", self.randomizer.jitter_color(rng, COLORS[cube_color]))
+        self.set_color("bin", self.randomizer.jitter_color(rng, COLORS[bin_color]))
+        bin_pos, cube_pos = sample_positions(rng, [0.065, 0.03])
+        place_bin(self, "bin", bin_pos)
+        place_cube(self, "cube", cube_pos, rng)
+        return f"put the {cube_color} cube in the {bin_color} bin"
+
+    def _extra_state_dim(self) -> int:
+        return 2
+
+    def _extra_state(self) -> np.ndarray:
+        return bin_xy(self, "bin")
+
+    def _evaluate(self) -> Evaluation:
+        return Evaluation(in_bin(self, "cube", "bin"), place_terms(self, "cube", above_bin(self, "bin")))
+
+    def expert_plan(self) -> list[Pick]:
+        return [Pick("cube", lambda: above_bin(self, "bin"))]

@@ -1,0 +1,48 @@
+"""SortCubes: put each of two cubes into the bin of its own colour."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from so101lab.envs.base import COLORS, Evaluation, SO101Env
+from so101lab.envs.experts import Pick
+from so101lab.envs.tasks.common import above_bin, bin_xy, in_bin, place_bin, place_cube, place_terms, sample_positions
+
+# Bins sit on the left and right of the workspace, cubes in the band between them.
+BIN_SIDES = (np.array([0.22, -0.125]), np.array([0.22, 0.125]))
+CUBE_BAND = ((0.15, 0.28), (-0.06, 0.06))
+
+
+class SortCubesEnv(SO101Env):
+    """cube_a belongs in bin_a, cube_b in bin_b; which side each bin is on varies."""
+
+    xml_file = "sort_cubes.xml"
+    object_names = ("cube_a", "cube_b")
+
+    def _reset_task(self, rng: np.random.Generator) -> str:
+        colors = [str(c) for c in rng.choice(list(COLORS), 2, replace=False)]
+        for suffix, color in zip("ab", colors):
+            rgb = self.randomizer.jitter_color(rng, COLORS[color])
+            self.set_color(f"cube_{suffix}", rgb)
+            self.set_color(f"bin_{suffix}", rgb)
+        sides = rng.permutation(2)
+        for suffix, side in zip("ab", sides):
+            place_bin(self, f"bin_{suffix}", BIN_SIDES[side] + rng.uniform(-0.015, 0.015, 2))
+        for name, xy in zip(self.object_names, sample_positions(rng, [0.03, 0.03], CUBE_BAND)):
+            place_cube(self, name, xy, rng)
+        return f"put the {colors[0]} cube in the {colors[0]} bin and the {colors[1]} cube in the {colors[1]} bin"
+
+    def _extra_state_dim(self) -> int:
+        return 4
+
+    def _extra_state(self) -> np.ndarray:
+        return np.concatenate([bin_xy(self, "bin_a"), bin_xy(self, "bin_b")])
+
+    def _evaluate(self) -> Evaluation:
+        done = [in_bin(self, f"cube_{s}", f"bin_{s}") for s in "ab"]
+        terms = {f"{k}_{s}": v for s in "ab"
+                 for k, v in place_terms(self, f"cube_{s}", above_bin(self, f"bin_{s}")).items()}
+        return Evaluation(all(done), terms)
+
+    def expert_plan(self) -> list[Pick]:
+        return [Pick(f"cube_{s}", lambda s=s: above_bin(self, f"bin_{s}")) for s in "ab"]
