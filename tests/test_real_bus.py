@@ -83,7 +83,8 @@ def test_dropped_or_corrupted_replies_are_retried_never_wrong(fault):
 
 
 def test_persistent_drops_give_a_clear_error_after_bounded_retries():
-    with VirtualArm(faults=Faults(drop_rate=1.0)) as arm, FeetechBus(arm.port, retries=2, timeout=0.01) as bus:
+    with VirtualArm(faults=Faults(drop_rate=1.0)) as arm, \
+            FeetechBus(arm.port, retries=2, timeout=0.01) as bus:
         start = time.monotonic()
         with pytest.raises(MotorTimeoutError, match="after 3 tries"):
             bus.read(4, "Present_Position")
@@ -105,7 +106,7 @@ def test_read_only_and_out_of_range_writes_are_refused(bus):
 
 
 def test_port_errors_are_actionable(arm, monkeypatch):
-    with pytest.raises(PortError, match="does not exist.*find-port"):
+    with pytest.raises(PortError, match=r"does not exist.*find-port"):
         FeetechBus("/dev/does-not-exist")
     with FeetechBus(arm.port), pytest.raises(PortError, match="busy"):
         FeetechBus(arm.port)
@@ -114,7 +115,7 @@ def test_port_errors_are_actionable(arm, monkeypatch):
         raise serial.SerialException(errno.EACCES, "could not open port: [Errno 13] Permission denied")
 
     monkeypatch.setattr(serial, "Serial", denied)
-    with pytest.raises(PortError, match="dialout.*udev"):
+    with pytest.raises(PortError, match=r"dialout.*udev"):
         FeetechBus(arm.port)
 
 

@@ -176,7 +176,7 @@ class VirtualArm:
                 with self.physics.lock:
                     replies = self.firmware.handle(pkt, baud)
                     self._sync()
-                for motor, reply in replies:
+                for motor, reply in _collide(replies):
                     out += self._with_faults(reply)
                     delay = motor.get("Return_Delay_Time") * 2e-6
                     if delay:
@@ -193,3 +193,17 @@ class VirtualArm:
             corrupted[self.rng.integers(len(corrupted))] ^= int(self.rng.integers(1, 256))
             return bytes(corrupted)
         return reply
+
+
+def _collide(replies: list[tuple[VirtualMotor, bytes]]) -> list[tuple[VirtualMotor, bytes]]:
+    """Motors sharing an id answer at once: the wire carries the AND of their bytes (idle is high)."""
+    merged: dict[int, tuple[VirtualMotor, bytes]] = {}
+    for motor, reply in replies:
+        if motor.id in merged:
+            first, other = merged[motor.id]
+            n = max(len(reply), len(other))
+            pairs = zip(reply.ljust(n, b"\xff"), other.ljust(n, b"\xff"), strict=True)
+            reply = bytes(a & b for a, b in pairs)
+            motor = first
+        merged[motor.id] = (motor, reply)
+    return list(merged.values())
