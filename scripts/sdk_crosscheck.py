@@ -4,7 +4,7 @@ Run with the reference LeRobot venv against a running virtual arm (the project's
 in tests/test_real_sdk.py):
 
     so101lab virtual-arm &            # prints the port, e.g. /dev/pts/3
-    /root/.cache/lerobot-ref/bin/python scripts/sdk_crosscheck.py /dev/pts/3
+    /root/.cache/lerobot-ref/bin/python scripts/sdk_crosscheck.py /dev/pts/3 [calibration.json]
 
 It only uses the vendor's code, so agreement with the virtual arm's registers checks our
 emulator (and thus our bus, tested against the same emulator) against the real protocol stack.
@@ -16,12 +16,29 @@ import json
 import sys
 
 
-def main(port: str) -> dict:
+def main(port: str, calibration: str | None = None) -> dict:
     import scservo_sdk as scs
     from lerobot.motors import Motor, MotorNormMode
     from lerobot.motors.feetech import FeetechMotorsBus
 
+    names = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+    modes = {n: MotorNormMode.RANGE_0_100 if n == "gripper" else MotorNormMode.DEGREES for n in names}
+    motors = {n: Motor(i + 1, "sts3215", modes[n]) for i, n in enumerate(names)}
     out: dict = {}
+    if calibration:
+        # Load our calibration file exactly as LeRobot's robots do and read normalised positions.
+        import draccus
+        from lerobot.motors import MotorCalibration
+
+        with open(calibration) as f, draccus.config_type("json"):
+            cal = draccus.load(dict[str, MotorCalibration], f)
+        bus = FeetechMotorsBus(port, motors, calibration=cal)
+        bus.connect()
+        out["lerobot_is_calibrated"] = bus.is_calibrated
+        out["lerobot_normalised"] = bus.sync_read("Present_Position")
+        bus.disconnect(disable_torque=True)
+        return out
+
     ph = scs.PortHandler(port)
     pk = scs.PacketHandler(0)
     assert ph.openPort() and ph.setBaudRate(1_000_000)
@@ -38,9 +55,6 @@ def main(port: str) -> dict:
     out["sdk_sync_read"] = {i: group.getData(i, 56, 2) for i in range(1, 7)}
     ph.closePort()
 
-    names = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
-    modes = {n: MotorNormMode.RANGE_0_100 if n == "gripper" else MotorNormMode.DEGREES for n in names}
-    motors = {n: Motor(i + 1, "sts3215", modes[n]) for i, n in enumerate(names)}
     bus = FeetechMotorsBus(port, motors)
     bus.connect()  # handshake: broadcast ping, model numbers and firmware versions
     out["lerobot_broadcast_ping"] = bus.broadcast_ping()
@@ -56,4 +70,4 @@ def main(port: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1])))
+    print(json.dumps(main(*sys.argv[1:3])))

@@ -6,20 +6,31 @@ from pathlib import Path
 
 import pytest
 
+from so101lab.contract import JOINT_NAMES
+from so101lab.real.arm import SO101Arm
+from so101lab.real.bus import FeetechBus
+from so101lab.real.calibration import save_calibration
+from so101lab.real.setup import calibrate
 from so101lab.real.virtual_arm import VirtualArm
 
 REF_PYTHON = Path("/root/.cache/lerobot-ref/bin/python")
 SCRIPT = Path(__file__).parents[1] / "scripts" / "sdk_crosscheck.py"
 
 
-@pytest.mark.skipif(not REF_PYTHON.exists(), reason="reference LeRobot venv not installed")
+needs_reference = pytest.mark.skipif(not REF_PYTHON.exists(), reason="reference LeRobot venv not installed")
+
+
+def run_reference(*args: str) -> dict:
+    run = subprocess.run([str(REF_PYTHON), str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@needs_reference
 def test_vendor_sdk_and_lerobot_talk_to_the_virtual_arm():
     with VirtualArm(seed=5) as arm:
         before = {m.id: m.get("Present_Position") for m in arm.motors}
-        run = subprocess.run([str(REF_PYTHON), str(SCRIPT), arm.port], capture_output=True, text=True,
-                             timeout=120)
-        assert run.returncode == 0, run.stderr[-2000:]
-        out = json.loads(run.stdout.strip().splitlines()[-1])
+        out = run_reference(arm.port)
         assert out["sdk_ping"] == [777, 0, 0]
         assert out["sdk_read_present_2"] == [before[2], 0, 0]
         assert out["sdk_write_p_3"] == [0, 0] and arm.motors[2].get("P_Coefficient") == 16
@@ -31,3 +42,26 @@ def test_vendor_sdk_and_lerobot_talk_to_the_virtual_arm():
         assert out["lerobot_after_homing"] == before[1] + 321
         assert out["lerobot_goal_readback"] == 2100
         assert not arm.torque_enabled().any()  # LeRobot's disconnect turned torque off
+
+
+@needs_reference
+def test_lerobot_reads_our_calibration_file_with_the_same_units(tmp_path):
+    with VirtualArm(seed=6) as arm:
+        with FeetechBus(arm.port) as bus:
+            sweep = iter([{n: s * 1.5 for n in JOINT_NAMES} for s in (-1.0, 1.0)])
+
+            def stop():
+                pose = next(sweep, None)
+                if pose is not None:
+                    arm.move_by_hand(pose)
+                return pose is None
+
+            cal = calibrate(bus, lambda message: None, stop)
+        path = save_calibration(cal, tmp_path / "so101_follower.json")
+        arm.move_by_hand({"shoulder_pan": 0.4, "elbow_flex": -0.7, "gripper": 0.9, "wrist_roll": 1.2})
+        with SO101Arm(arm.port, path, role="leader") as leader:
+            ours = leader.read()
+        out = run_reference(arm.port, str(path))
+        assert out["lerobot_is_calibrated"] is True
+        theirs = [out["lerobot_normalised"][n] for n in JOINT_NAMES]
+        assert theirs == pytest.approx(ours.tolist(), abs=0.1)
