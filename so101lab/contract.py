@@ -41,6 +41,10 @@ JOINT_RANGES_RAD: dict[str, tuple[float, float]] = {
 }
 GRIPPER_RANGE_RAD = JOINT_RANGES_RAD["gripper"]
 
+# Fraction of full servo torque each follower joint may use (Max_Torque_Limit / 1000): LeRobot
+# writes 500 for the gripper so that closing on an object does not overload it.
+TORQUE_LIMIT: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 0.5)
+
 # Observation keys (env side) and dataset feature keys (LeRobot side).
 OBS_STATE = "agent_pos"
 OBS_PIXELS = "pixels"

@@ -22,6 +22,7 @@ from so101lab.contract import (
     DEFAULT_CAMERAS,
     DEFAULT_IMAGE_SIZE,
     JOINT_NAMES,
+    TORQUE_LIMIT,
     OBS_ENV_STATE,
     OBS_PIXELS,
     OBS_STATE,
@@ -101,7 +102,8 @@ class SO101Env(gym.Env):
         if isinstance(servo_params, (str, Path)):
             servo_params = ServoParams.load(servo_params)
         self.nominal_servo = servo_params or ServoParams()
-        self.servos = Servos(self.model, JOINT_NAMES, self.nominal_servo, self.model.opt.timestep)
+        self.servos = Servos(self.model, JOINT_NAMES, self.nominal_servo, self.model.opt.timestep,
+                             np.array(TORQUE_LIMIT))
         self.qpos_adr = self.servos.qpos_adr
         self.tcp_site = self.model.site("tcp").id
         self.jaw_geoms = (

@@ -51,9 +51,12 @@ class Servos:
     """The servos driving a set of joints of one MjModel, stepped at the physics rate."""
 
     def __init__(self, model: mujoco.MjModel, joint_names: tuple[str, ...], params: ServoParams,
-                 physics_dt: float):
+                 physics_dt: float, torque_limit: np.ndarray | None = None):
+        """`torque_limit`: per joint, the fraction of `force_limit` allowed (the Max_Torque_Limit
+        register / 1000); LeRobot halves the gripper's to protect it when it closes on an object."""
         self.model = model
         self.params = params
+        self.torque_limit = np.ones(len(joint_names)) if torque_limit is None else np.asarray(torque_limit, float)
         self.joint_ids = np.array([model.joint(n).id for n in joint_names])
         self.actuator_ids = np.array([model.actuator(n).id for n in joint_names])
         self.qpos_adr = model.jnt_qposadr[self.joint_ids]
@@ -70,10 +73,10 @@ class Servos:
         """Write gains and joint properties into the MjModel (also used by domain randomisation)."""
         p = self.params = params or self.params
         m = self.model
-        for a in self.actuator_ids:
+        for a, fraction in zip(self.actuator_ids, self.torque_limit):
             m.actuator_gainprm[a, 0] = p.kp
             m.actuator_biasprm[a, :3] = (0.0, -p.kp, -p.kv)
-            m.actuator_forcerange[a] = (-p.force_limit, p.force_limit)
+            m.actuator_forcerange[a] = (-p.force_limit * fraction, p.force_limit * fraction)
             m.actuator_forcelimited[a] = 1
         m.dof_damping[self.dof_adr] = p.damping
         m.dof_armature[self.dof_adr] = p.armature
