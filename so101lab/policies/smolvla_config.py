@@ -1,0 +1,172 @@
+"""SmolVLA hyperparameters, read from and written to LeRobot's ``config.json``.
+
+Field names and defaults are LeRobot 0.4.4's, so a checkpoint's config round-trips: what we
+write, LeRobot parses, and keys we do not use (``use_amp``, ``rtc_config`` ...) are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from so101lab.contract import FEATURE_ACTION, FEATURE_IMAGE_PREFIX, FEATURE_STATE
+
+CONFIG_NAME = "config.json"
+POLICY_TYPE = "smolvla"
+
+
+@dataclass
+class Feature:
+    """A policy input/output feature as LeRobot describes it (type STATE/VISUAL/ACTION, shape)."""
+
+    type: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "shape": list(self.shape)}
+
+
+@dataclass
+class SmolVLAConfig:
+    """Model hyperparameters (LeRobot's SmolVLAConfig fields)."""
+
+    input_features: dict[str, Feature] = field(default_factory=dict)
+    output_features: dict[str, Feature] = field(default_factory=dict)
+    n_obs_steps: int = 1
+    chunk_size: int = 50
+    n_action_steps: int = 50
+    normalization_mapping: dict[str, str] = field(
+        default_factory=lambda: {"VISUAL": "IDENTITY", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
+    )
+    max_state_dim: int = 32
+    max_action_dim: int = 32
+    resize_imgs_with_padding: tuple[int, int] = (512, 512)
+    empty_cameras: int = 0
+    tokenizer_max_length: int = 48
+    num_steps: int = 10
+    use_cache: bool = True
+    freeze_vision_encoder: bool = True
+    train_expert_only: bool = True
+    train_state_proj: bool = True
+    optimizer_lr: float = 1e-4
+    optimizer_betas: tuple[float, float] = (0.9, 0.95)
+    optimizer_eps: float = 1e-8
+    optimizer_weight_decay: float = 1e-10
+    optimizer_grad_clip_norm: float = 10.0
+    scheduler_warmup_steps: int = 1_000
+    scheduler_decay_steps: int = 30_000
+    scheduler_decay_lr: float = 2.5e-6
+    vlm_model_name: str = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
+    load_vlm_weights: bool = False
+    add_image_special_tokens: bool = False
+    attention_mode: str = "cross_attn"
+    prefix_length: int = -1
+    pad_language_to: str = "longest"
+    num_expert_layers: int = -1
+    num_vlm_layers: int = 16
+    self_attn_every_n_layers: int = 2
+    expert_width_multiplier: float = 0.75
+    min_period: float = 4e-3
+    max_period: float = 4.0
+    # LeRobot keys we carry but do not interpret (device, use_amp, rtc_config, ...).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.n_action_steps > self.chunk_size:
+            raise ValueError(
+                f"n_action_steps ({self.n_action_steps}) must not exceed chunk_size ({self.chunk_size})"
+            )
+        if self.attention_mode != "cross_attn" and "cross" in self.attention_mode:
+            raise ValueError(f"unknown attention_mode {self.attention_mode!r}")
+        if self.add_image_special_tokens:
+            raise NotImplementedError(
+                "add_image_special_tokens=True is not supported (LeRobot default False)"
+            )
+        if self.prefix_length > 0:
+            raise NotImplementedError("prefix_length > 0 (fixed-length prefix padding) is not supported")
+        if self.pad_language_to not in ("longest", "max_length"):
+            raise ValueError(
+                f"pad_language_to must be 'longest' or 'max_length', got {self.pad_language_to!r}"
+            )
+
+    @property
+    def image_features(self) -> list[str]:
+        return [k for k, f in self.input_features.items() if f.type == "VISUAL"]
+
+    @property
+    def cameras(self) -> list[str]:
+        """Camera names in feature order (``observation.images.<camera>``)."""
+        return [k.removeprefix(FEATURE_IMAGE_PREFIX) for k in self.image_features]
+
+    @property
+    def action_dim(self) -> int:
+        if FEATURE_ACTION not in self.output_features:
+            raise ValueError(f"config has no {FEATURE_ACTION!r} output feature")
+        return self.output_features[FEATURE_ACTION].shape[0]
+
+    @property
+    def state_dim(self) -> int:
+        if FEATURE_STATE not in self.input_features:
+            raise ValueError(f"config has no {FEATURE_STATE!r} input feature")
+        return self.input_features[FEATURE_STATE].shape[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": POLICY_TYPE}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("input_features", "output_features"):
+                value = {k: v.to_dict() for k, v in value.items()}
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        defaults = {
+            "n_obs_steps": 1,
+            "device": "cpu",
+            "use_amp": False,
+            "use_peft": False,
+            "push_to_hub": False,
+        }
+        for key, value in {**defaults, **self.extra}.items():
+            out.setdefault(key, value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SmolVLAConfig:
+        data = dict(data)
+        kind = data.pop("type", POLICY_TYPE)
+        if kind != POLICY_TYPE:
+            raise ValueError(f"config.json is for policy type {kind!r}, not {POLICY_TYPE!r}")
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        kwargs = {k: data.pop(k) for k in list(data) if k in names}
+        for key in ("input_features", "output_features"):
+            if key in kwargs:
+                kwargs[key] = {k: Feature(v["type"], tuple(v["shape"])) for k, v in kwargs[key].items()}
+        for key in ("resize_imgs_with_padding", "optimizer_betas"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs, extra=data)
+
+    def save(self, directory: str | Path) -> None:
+        Path(directory, CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=4))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SmolVLAConfig:
+        path = Path(directory, CONFIG_NAME)
+        if not path.is_file():
+            raise FileNotFoundError(f"no {CONFIG_NAME} in checkpoint directory {directory}")
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def so101_features(
+    cameras: tuple[str, ...], image_hw: tuple[int, int], state_dim: int = 6, action_dim: int = 6
+) -> tuple[dict[str, Feature], dict[str, Feature]]:
+    """Input/output features of an SO-101 policy with the given cameras (contract keys)."""
+    inputs = {FEATURE_STATE: Feature("STATE", (state_dim,))}
+    for cam in cameras:
+        inputs[f"{FEATURE_IMAGE_PREFIX}{cam}"] = Feature("VISUAL", (3, *image_hw))
+    return inputs, {FEATURE_ACTION: Feature("ACTION", (action_dim,))}

@@ -1,0 +1,121 @@
+"""SmolVLAPolicy: the flow-matching model with its processor, checkpoint IO and action queue.
+
+``from_pretrained`` reads a LeRobot SmolVLA checkpoint directory; ``save_pretrained`` writes
+one LeRobot loads. ``select_action(obs, task)`` takes an env observation dict (sim or real,
+single or batched) and returns the next absolute joint target(s) in contract units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from transformers import AutoConfig, AutoTokenizer
+
+from so101lab.policies.checkpoint import load_model_state, load_stats, resolve_vlm_dir, save_checkpoint
+from so101lab.policies.chunking import ActionQueue
+from so101lab.policies.smolvla_config import SmolVLAConfig
+from so101lab.policies.smolvla_model import SmolVLAFlowMatching
+from so101lab.policies.smolvla_processor import ModelInputs, SmolVLAProcessor, Stats
+
+
+class SmolVLAPolicy(nn.Module):
+    """SmolVLA (LeRobot-compatible) for training and closed-loop control."""
+
+    def __init__(self, config: SmolVLAConfig, vlm_dir: str | Path, stats: Stats) -> None:
+        super().__init__()
+        self.config = config
+        self.vlm_dir = Path(vlm_dir)
+        vlm_config = AutoConfig.from_pretrained(self.vlm_dir)
+        tokenizer = AutoTokenizer.from_pretrained(self.vlm_dir)
+        self.model = SmolVLAFlowMatching(config, vlm_config).float()
+        self.processor = SmolVLAProcessor(config, tokenizer, stats)
+        self.queue = ActionQueue(config.n_action_steps)
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, vlm_dir: str | Path | None = None, device: str | torch.device = "cpu"
+    ) -> SmolVLAPolicy:
+        """Load a LeRobot SmolVLA checkpoint directory (strict keys). ``vlm_dir`` overrides vlm_model_name."""
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"checkpoint directory {path} does not exist")
+        config = SmolVLAConfig.load(path)
+        vlm = resolve_vlm_dir(config.vlm_model_name, path, vlm_dir)
+        policy = cls(config, vlm, load_stats(path))
+        state = load_model_state(path, set(policy.state_dict()))
+        policy.load_state_dict(state, strict=True)
+        return policy.to(device)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write config.json, model.safetensors and LeRobot processor files into ``path``."""
+        return save_checkpoint(path, self.config, self.state_dict(), self.processor.stats, str(self.vlm_dir))
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.action_out_proj.weight.device
+
+    # --- training ---------------------------------------------------------------------------------
+
+    def loss(
+        self, batch: Mapping[str, object], noise: Tensor | None = None, time: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Mean flow-matching loss of a raw batch (LeRobot keys incl. ``action`` [B, chunk, A]).
+
+        Steps marked by ``action_is_pad`` (past the episode end) are zeroed before the mean, as
+        LeRobot intends; the mean runs over all ``max_action_dim`` dims as LeRobot's does.
+        """
+        inputs = self.processor.preprocess(batch, self.device)
+        if inputs.actions is None:
+            raise KeyError("training batch has no 'action'")
+        losses = self.forward_inputs(inputs, noise, time)
+        if inputs.action_is_pad is not None:
+            losses = losses * (~inputs.action_is_pad.bool())[..., None]
+        loss = losses.mean()
+        return loss, {"loss": float(loss.detach())}
+
+    def forward_inputs(
+        self, inputs: ModelInputs, noise: Tensor | None = None, time: Tensor | None = None
+    ) -> Tensor:
+        return self.model(
+            inputs.images,
+            inputs.img_masks,
+            inputs.lang_tokens,
+            inputs.lang_masks,
+            inputs.state,
+            inputs.actions,
+            noise,
+            time,
+        )
+
+    # --- inference --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def predict_action_chunk(self, batch: Mapping[str, object], noise: Tensor | None = None) -> Tensor:
+        """Raw batch -> unnormalised action chunk [B, chunk_size, action_dim]."""
+        self.eval()
+        inputs = self.processor.preprocess(batch, self.device)
+        actions = self.model.sample_actions(
+            inputs.images, inputs.img_masks, inputs.lang_tokens, inputs.lang_masks, inputs.state, noise
+        )
+        return self.processor.postprocess(actions).cpu()
+
+    def reset(self) -> None:
+        """Drop queued actions; call when an episode starts."""
+        self.queue.reset()
+
+    @torch.no_grad()
+    def select_action(
+        self, obs: Mapping[str, object], task: str | list[str], noise: Tensor | None = None
+    ) -> np.ndarray:
+        """Next joint target(s) for an env observation: [A] for one env, [N, A] for a batch of envs."""
+        batch = self.processor.observation_to_batch(obs, task)
+        single = np.asarray(obs["agent_pos"]).ndim == 1
+        action = self.queue.pop(lambda: self.predict_action_chunk(batch, noise))
+        out = action.numpy().astype(np.float32)
+        return out[0] if single else out
