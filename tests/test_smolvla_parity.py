@@ -130,3 +130,23 @@ def test_missing_vlm_dir_is_a_clear_error(tmp_path):
     shutil.copytree(CHECKPOINT, ckpt)
     with pytest.raises(FileNotFoundError, match="never downloads"):
         SmolVLAPolicy.from_pretrained(ckpt)
+
+
+@pytest.mark.skipif(not LEROBOT_PY.exists(), reason="reference LeRobot 0.4.4 venv not installed")
+def test_lerobot_loads_what_we_save(policy, raw, ref, tmp_path):
+    import subprocess
+
+    out = policy.save_pretrained(tmp_path / "ours")
+    inputs = {k: v for k, v in raw.items() if k not in ("task", "action")}
+    save_file({**inputs, "noise": ref["noise"]}, str(out / "inputs.safetensors"))
+    (out / "inputs.json").write_text(json.dumps({"tasks": raw["task"]}))
+    script = Path(__file__).parents[1] / "scripts" / "make_fixtures_smolvla.py"
+    proc = subprocess.run(
+        [str(LEROBOT_PY), str(script), "--check-load", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["loaded_strict"] is True
+    theirs = load_file(str(out / "lerobot_chunk.safetensors"))["chunk"]
+    ours = policy.predict_action_chunk(raw, noise=ref["noise"].clone())
+    assert (theirs - ours).abs().max() < 1e-4

@@ -7,6 +7,7 @@ single or batched) and returns the next absolute joint target(s) in contract uni
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -53,8 +54,14 @@ class SmolVLAPolicy(nn.Module):
         return policy.to(device)
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write config.json, model.safetensors and LeRobot processor files into ``path``."""
-        return save_checkpoint(path, self.config, self.state_dict(), self.processor.stats, str(self.vlm_dir))
+        """Write config.json, model.safetensors and LeRobot processor files into ``path``.
+
+        ``vlm_model_name`` (and the tokenizer name) become the absolute local VLM directory, so
+        LeRobot on this machine loads the checkpoint without a hub.
+        """
+        vlm = str(self.vlm_dir.resolve())
+        config = dataclasses.replace(self.config, vlm_model_name=vlm)
+        return save_checkpoint(path, config, self.state_dict(), self.processor.stats, vlm)
 
     @property
     def device(self) -> torch.device:
