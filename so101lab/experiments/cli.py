@@ -15,6 +15,8 @@ import tyro
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("so101lab.experiments.demo", "Main job: scripted demos in sim for every task, report + video."),
     "check-experts": ("so101lab.experiments.check_experts", "Success table of the scripted experts."),
+    "train": ("so101lab.experiments.train", "Train/fine-tune SmolVLA on a LeRobot dataset (resumable)."),
+    "eval": ("so101lab.experiments.eval", "Evaluate a policy checkpoint in sim: success rate, videos."),
 }
 
 
