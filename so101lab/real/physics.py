@@ -74,3 +74,55 @@ class FirstOrderPhysics:
     def push(self, joint: int, angle: float) -> None:
         if not self.torque_on[joint]:
             self.q[joint] = np.clip(angle, *_LIMITS[joint])
+
+
+class MujocoPhysics:
+    """The joints of a simulated SO-101 env, moved by the project's servo model in real time."""
+
+    max_lag = 0.1  # s of physics skipped rather than replayed if the caller fell this far behind
+
+    def __init__(self, env: object):
+        sim = getattr(env, "unwrapped", env)
+        for attr in ("model", "data", "servos"):
+            if not hasattr(sim, attr):
+                raise TypeError(f"MujocoPhysics needs an so101lab sim env (with .{attr}), "
+                                f"got {type(sim).__name__}")
+        import mujoco
+
+        self._mujoco = mujoco
+        self.env = sim
+        self.model, self.data, self.servos = sim.model, sim.data, sim.servos
+        self.lock = threading.RLock()
+        self._pending = 0.0
+        self._targets: np.ndarray | None = None
+
+    def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s = self.servos
+        return (self.data.qpos[s.qpos_adr].copy(), self.data.qvel[s.dof_adr].copy(),
+                self.data.actuator_force[s.actuator_ids].copy())
+
+    def command(self, targets: np.ndarray, torque_on: np.ndarray) -> None:
+        torque_on = np.asarray(torque_on, dtype=bool)
+        if not np.array_equal(torque_on, self.servos.torque_on):
+            self.servos.set_torque(self.data, torque_on)
+        if self._targets is None or not np.array_equal(targets, self._targets):
+            self._targets = np.asarray(targets, dtype=np.float64).copy()
+            self.servos.command(self.data, self._targets)
+
+    def advance(self, dt: float) -> None:
+        self._pending = min(self._pending + dt, self.max_lag)
+        h = self.model.opt.timestep
+        while self._pending >= h:
+            self.servos.substep(self.data)
+            self._mujoco.mj_step(self.model, self.data)
+            self._pending -= h
+
+    def push(self, joint: int, angle: float) -> None:
+        if not self.servos.torque_on[joint]:
+            self.data.qpos[self.servos.qpos_adr[joint]] = np.clip(angle, *_LIMITS[joint])
+            self.data.qvel[self.servos.dof_adr[joint]] = 0.0
+            self._mujoco.mj_forward(self.model, self.data)
+
+    def reset_targets(self) -> None:
+        """Forget the last goals (after the sim env was reset under this backend)."""
+        self._targets = None

@@ -139,6 +139,11 @@ class VirtualArm:
 
     # -- the serving loop -------------------------------------------------------------------
 
+    def refresh(self) -> None:
+        """Re-read the physics into the registers and push goals (after outside changes to either)."""
+        with self.physics.lock:
+            self._sync()
+
     def _sync(self) -> None:
         """Physics state -> Present registers; goals and torque flags -> physics."""
         f = self.faults
