@@ -1,0 +1,56 @@
+"""ffmpeg cameras: a real ffmpeg process (lavfi test source stands in for v4l2), latest frame, stalls."""
+
+import time
+
+import numpy as np
+import pytest
+
+from so101lab.real.cameras import FFmpegCamera, find_cameras
+from so101lab.real.errors import CameraError
+
+
+def test_background_reader_keeps_the_latest_frame():
+    cam = FFmpegCamera("testsrc2=size=160x120:rate=30", 120, 160, input_format="lavfi")
+    try:
+        first = cam.read().copy()
+        assert first.shape == (120, 160, 3) and first.dtype == np.uint8
+        time.sleep(0.2)
+        assert cam.frames >= 3
+        assert not np.array_equal(cam.read(), first)  # testsrc2 animates: a newer frame arrived
+    finally:
+        cam.close()
+
+
+def test_source_resized_to_the_configured_size():
+    cam = FFmpegCamera("testsrc=size=320x240:rate=30", 48, 64, input_format="lavfi")
+    try:
+        assert cam.read().shape == (48, 64, 3)
+    finally:
+        cam.close()
+
+
+def test_a_stalled_camera_raises_instead_of_returning_a_frozen_frame():
+    cam = FFmpegCamera("testsrc=size=64x48:rate=30:duration=0.3", 48, 64, input_format="lavfi",
+                       stall_timeout=0.2)
+    try:
+        cam.read()
+        time.sleep(0.8)
+        with pytest.raises(CameraError, match=r"stalled: no new frame for"):
+            cam.read()
+    finally:
+        cam.close()
+
+
+def test_setup_errors_are_specific():
+    with pytest.raises(ValueError, match=r"15 fps is slower than the 30 Hz control rate"):
+        FFmpegCamera("/dev/video0", fps=15)
+    with pytest.raises(CameraError, match=r"/dev/video77 not found.*find-cameras"):
+        FFmpegCamera("/dev/video77")
+    with pytest.raises(CameraError, match="delivered no frame"):
+        FFmpegCamera("nosuchfilter", input_format="lavfi", start_timeout=2)
+
+
+def test_find_cameras_reports_each_device():
+    for entry in find_cameras(timeout=2):
+        assert entry["device"].startswith("/dev/video")
+        assert entry["ok"] or entry["error"]
