@@ -17,6 +17,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-experts": ("so101lab.experiments.check_experts", "Success table of the scripted experts."),
     "train": ("so101lab.experiments.train", "Train/fine-tune SmolVLA on a LeRobot dataset (resumable)."),
     "eval": ("so101lab.experiments.eval", "Evaluate a policy checkpoint in sim: success rate, videos."),
+    "virtual-arm": ("so101lab.experiments.virtual_arm", "A virtual SO-101 on a pty; prints its port."),
+    "find-port": ("so101lab.experiments.find_port", "Find the serial port of the arm (unplug/replug)."),
+    "find-cameras": ("so101lab.experiments.find_cameras", "List cameras and whether they deliver frames."),
+    "setup-motors": ("so101lab.experiments.setup_motors", "Assign motor ids and baud, one motor at a time."),
+    "calibrate": ("so101lab.experiments.calibrate", "Calibrate an arm (LeRobot calibration file)."),
+    "teleoperate": ("so101lab.experiments.teleoperate", "Leader arm drives the follower and/or a sim twin."),
+    "record": ("so101lab.experiments.record_real", "Record a LeRobot dataset on the real (or virtual) arm."),
+    "replay": ("so101lab.experiments.replay_real", "Replay a recorded episode's actions on the arm."),
+    "deploy": ("so101lab.experiments.deploy", "Run a policy on Real-v0 with chunked actions at 30 Hz."),
 }
 
 
