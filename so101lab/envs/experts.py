@@ -20,7 +20,8 @@ from so101lab.envs.ik import TcpIK, top_down_rotation
 GRIPPER_OPEN = 35.0  # LeRobot gripper units: a ~55 mm jaw gap
 GRIPPER_CLOSED = 0.0  # commanded fully shut; the cube stops the jaw and the servo squeezes
 GRASP_ABOVE_CENTER = 0.006  # m: tcp above the cube centre so the fingertips clear the table
-HOVER = 0.07  # m above a grasp or release point
+HOVER = 0.045  # m above a grasp or release point (pointing straight down is reachable to ~0.1 m)
+LIFT = 0.07  # m a grasped cube is lifted before it is carried
 SPEED = 0.25  # m/s along a path
 MIN_SEGMENT = 0.4  # s
 SETTLE_STEPS = 15  # at most this many control steps waiting for the servos to arrive
@@ -83,14 +84,14 @@ class ScriptedExpert:
             ("move", (grasp, yaw)),
             ("settle", (grasp, SETTLE_STEPS)),
             ("gripper", GRIPPER_CLOSED),
-            ("move", (grasp + (0, 0, HOVER), yaw)),
+            ("move", (grasp + (0, 0, LIFT), yaw)),
             ("check", pick),
         ]
 
     def _plan_place(self, pick: Pick) -> None:
         target = pick.place()
         self._segments += [
-            ("move", (target + (0, 0, HOVER * 0.6), self._yaw)),
+            ("move", (target + (0, 0, HOVER), self._yaw)),
             ("move", (target, self._yaw)),
             ("settle", (target, SETTLE_STEPS)),
             ("gripper", GRIPPER_OPEN),

@@ -30,6 +30,7 @@ class TcpIK:
         self.qpos_adr = model.jnt_qposadr[joints]
         self.dof_adr = model.jnt_dofadr[joints]
         self.lower, self.upper = model.jnt_range[joints].T
+        self.elbow_up = np.deg2rad([0.0, -60.0, 60.0, 60.0, 0.0])
         self.rotation_weight = rotation_weight
         self.damping = damping
         self._jacp = np.zeros((3, model.nv))
@@ -37,7 +38,20 @@ class TcpIK:
 
     def solve(self, q_init: np.ndarray, position: np.ndarray, rotation: np.ndarray,
               iterations: int = 60, tolerance: float = 1e-4) -> tuple[np.ndarray, float]:
-        """Arm angles (5, rad) from a warm start, and the remaining position error (m)."""
+        """Arm angles (5, rad) near a warm start, and the remaining position error (m).
+
+        If the warm start leads into a poor local minimum, the elbow-up rest configuration is
+        tried as a second start and the better solution kept.
+        """
+        q, err = self._descend(q_init, position, rotation, iterations, tolerance)
+        if err > 2e-3:
+            q2, err2 = self._descend(self.elbow_up, position, rotation, 4 * iterations, tolerance)
+            if err2 < err:
+                return q2, err2
+        return q, err
+
+    def _descend(self, q_init: np.ndarray, position: np.ndarray, rotation: np.ndarray,
+                 iterations: int, tolerance: float) -> tuple[np.ndarray, float]:
         q = np.clip(np.asarray(q_init, dtype=np.float64)[:5], self.lower, self.upper)
         d = self.data
         err_pos = np.inf

@@ -8,9 +8,11 @@ from so101lab.envs.base import COLORS, Evaluation, SO101Env
 from so101lab.envs.experts import Pick
 from so101lab.envs.tasks.common import above_bin, bin_xy, in_bin, place_bin, place_cube, place_terms, sample_positions
 
-# Bins sit on the left and right of the workspace, cubes in the band between them.
-BIN_SIDES = (np.array([0.22, -0.125]), np.array([0.22, 0.125]))
-CUBE_BAND = ((0.15, 0.28), (-0.06, 0.06))
+# Bins sit on the left and right of the workspace, cubes in the band between them, leaving the
+# open jaws room to grasp a cube without touching a bin.
+BIN_SIDES = (np.array([0.22, -0.14]), np.array([0.22, 0.14]))
+BIN_JITTER = 0.01
+CUBE_BAND = ((0.15, 0.28), (-0.03, 0.03))
 
 
 class SortCubesEnv(SO101Env):
@@ -27,8 +29,8 @@ class SortCubesEnv(SO101Env):
             self.set_color(f"bin_{suffix}", rgb)
         sides = rng.permutation(2)
         for suffix, side in zip("ab", sides):
-            place_bin(self, f"bin_{suffix}", BIN_SIDES[side] + rng.uniform(-0.015, 0.015, 2))
-        for name, xy in zip(self.object_names, sample_positions(rng, [0.03, 0.03], CUBE_BAND)):
+            place_bin(self, f"bin_{suffix}", BIN_SIDES[side] + rng.uniform(-BIN_JITTER, BIN_JITTER, 2))
+        for name, xy in zip(self.object_names, sample_positions(rng, [0.025, 0.025], CUBE_BAND)):
             place_cube(self, name, xy, rng)
         return f"put the {colors[0]} cube in the {colors[0]} bin and the {colors[1]} cube in the {colors[1]} bin"
 
