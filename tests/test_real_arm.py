@@ -89,6 +89,11 @@ def test_calibration_file_has_lerobots_format_and_homing_semantics(calibrated):
     span = raw["shoulder_pan"]["range_max"] - raw["shoulder_pan"]["range_min"]
     assert span == pytest.approx((HIGH[0] - LOW[0]) * 4096 / (2 * np.pi), abs=2)
     assert load_calibration(path) == {n: MotorCalibration(**raw[n]) for n in JOINT_NAMES}
+    shortcut = arm.calibration()  # what VirtualArm predicts the procedure records
+    for name in JOINT_NAMES:
+        assert shortcut[name].homing_offset == raw[name]["homing_offset"]
+        assert abs(shortcut[name].range_min - raw[name]["range_min"]) <= 1
+        assert abs(shortcut[name].range_max - raw[name]["range_max"]) <= 1
 
 
 def test_follower_reads_sim_units_and_is_configured(calibrated):

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from so101lab.contract import JOINT_NAMES
-from so101lab.real.emulator import VirtualBusFirmware, VirtualMotor
+from so101lab.contract import JOINT_NAMES, JOINT_RANGES_RAD
+from so101lab.real.calibration import Calibration, MotorCalibration
+from so101lab.real.emulator import RAD_PER_TICK, VirtualBusFirmware, VirtualMotor
 from so101lab.real.physics import FirstOrderPhysics, PhysicsBackend
 from so101lab.real.protocol import PacketParser, StatusError
-from so101lab.real.registers import TICKS_PER_TURN
+from so101lab.real.registers import MAX_TICK, TICKS_PER_TURN
 
 _TCGETS2 = 0x802C542A  # Linux ioctl reading struct termios2 (holds the numeric baud rate)
 _STANDARD_BAUDS = {getattr(termios, f"B{b}"): b for b in (
@@ -136,6 +137,24 @@ class VirtualArm:
             for name, angle in angles.items():
                 self.physics.push(JOINT_NAMES.index(name), angle)
             self._sync()
+
+    def calibration(self) -> Calibration:
+        """The calibration a user would record here: mid pose at 2047, ranges of the joint limits.
+
+        Lets tests and demos skip the interactive procedure; `so101lab calibrate` on this arm
+        writes the same numbers (to a tick) by moving the joints through their ranges.
+        """
+        cal = {}
+        for i, m in enumerate(self.motors):
+            offset = m.zero_tick - MAX_TICK // 2
+            lo, hi = JOINT_RANGES_RAD[m.name]
+            if m.name == "wrist_roll":
+                rmin, rmax = 0, MAX_TICK
+            else:
+                rmin = round(m.zero_tick + lo / RAD_PER_TICK) - offset
+                rmax = round(m.zero_tick + hi / RAD_PER_TICK) - offset
+            cal[m.name] = MotorCalibration(i + 1, 0, offset, rmin, rmax)
+        return cal
 
     # -- the serving loop -------------------------------------------------------------------
 

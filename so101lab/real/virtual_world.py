@@ -13,9 +13,8 @@ import gymnasium as gym
 import numpy as np
 
 from so101lab.contract import DEFAULT_IMAGE_SIZE
-from so101lab.real.calibration import Calibration, MotorCalibration
+from so101lab.real.calibration import Calibration
 from so101lab.real.physics import MujocoPhysics
-from so101lab.real.registers import MAX_TICK
 from so101lab.real.virtual_arm import Faults, VirtualArm
 
 
@@ -116,22 +115,5 @@ class VirtualWorld:
             self.arm.refresh()
 
     def calibration(self) -> Calibration:
-        """The calibration a user would record on this arm (mid pose at 2047, ranges of the model).
-
-        Lets a virtual arm be used without running the interactive calibration; the calibrate
-        command produces the same file by moving the virtual joints.
-        """
-        from so101lab.contract import JOINT_RANGES_RAD
-        from so101lab.real.emulator import RAD_PER_TICK
-
-        cal = {}
-        for i, m in enumerate(self.arm.motors):
-            offset = m.zero_tick - MAX_TICK // 2
-            lo, hi = JOINT_RANGES_RAD[m.name]
-            if m.name == "wrist_roll":
-                rmin, rmax = 0, MAX_TICK
-            else:
-                rmin = round(m.zero_tick + lo / RAD_PER_TICK) - offset
-                rmax = round(m.zero_tick + hi / RAD_PER_TICK) - offset
-            cal[m.name] = MotorCalibration(i + 1, 0, offset, rmin, rmax)
-        return cal
+        """The calibration a user would record on this arm (see `VirtualArm.calibration`)."""
+        return self.arm.calibration()

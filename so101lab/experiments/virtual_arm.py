@@ -1,0 +1,68 @@
+"""Start a virtual SO-101 behind a pseudo-terminal and print the port to give the other commands.
+
+    so101lab virtual-arm --task PickCube          # the arm in the PickCube scene (MuJoCo)
+    so101lab virtual-arm --task none --factory    # bare motors as shipped: try setup-motors
+
+Every hardware command then works against it (`--port /dev/pts/N`). Cameras of the virtual scene
+render in-process only: use `--port virtual:PickCube` on record/deploy to have them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from so101lab.real.calibration import save_calibration
+from so101lab.real.physics import FirstOrderPhysics
+from so101lab.real.virtual_arm import Faults, VirtualArm
+from so101lab.real.virtual_world import VirtualWorld
+
+
+@dataclass
+class Args:
+    task: str = "PickCube"
+    """Sim task whose scene the arm lives in, or 'none' for the arm alone (first-order joints)."""
+    seed: int = 0
+    """Seed of the scene and of the motors' assembly offsets."""
+    factory: bool = False
+    """Motors as shipped (all id 1): run setup-motors first."""
+    calibration_out: Path | None = None
+    """Also write the calibration file a user would record on this arm (skips `calibrate`)."""
+    noise_ticks: float = 0.0
+    """Std of encoder noise (ticks)."""
+    drop_rate: float = 0.0
+    """Probability that a reply packet is lost."""
+    corrupt_rate: float = 0.0
+    """Probability that a reply packet has a corrupted byte."""
+    seconds: float | None = None
+    """Stop after this many seconds (default: run until Ctrl-C)."""
+
+
+def main(args: Args) -> None:
+    faults = Faults(noise_ticks=args.noise_ticks, drop_rate=args.drop_rate, corrupt_rate=args.corrupt_rate)
+    if args.task.lower() == "none":
+        world = None
+        arm = VirtualArm(FirstOrderPhysics(), faults=faults, factory=args.factory, seed=args.seed)
+    else:
+        world = VirtualWorld(args.task, faults=faults, seed=args.seed, factory=args.factory)
+        arm = world.arm
+    if args.calibration_out is not None:
+        if world is None:
+            raise SystemExit("--calibration-out needs a --task scene (its joint ranges)")
+        print(f"calibration: {save_calibration(world.calibration(), args.calibration_out)}", flush=True)
+    arm.start()
+    print(f"port: {arm.port}", flush=True)
+    print("virtual SO-101 running; Ctrl-C to stop", flush=True)
+    deadline = None if args.seconds is None else time.monotonic() + args.seconds
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if world is not None:
+            world.stop()
+        else:
+            arm.stop()
+        print(f"stopped after {arm.packets} packets", flush=True)
