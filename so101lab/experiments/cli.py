@@ -1,12 +1,13 @@
 """The ``so101lab`` command: one subcommand per launcher module, imported only when used.
 
-Each launcher module has a ``main`` whose (dataclass) arguments tyro turns into flags.
+Each launcher module has ``main(args: Args)``; tyro turns the annotated dataclass into flags.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+import typing
 
 import tyro
 
@@ -45,7 +46,11 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         sys.exit(f"so101lab: unknown command {command!r}\n\n{_usage()}")
     module = importlib.import_module(COMMANDS[command][0])
-    tyro.cli(module.main, args=rest, prog=f"so101lab {command}")
+    # `main(args: Args)`: tyro parses the annotated type (a dataclass or a union of them for
+    # nested subcommands) so flags read `--episodes`, not `--args.episodes`.
+    hints = typing.get_type_hints(module.main)
+    arg_type = next(t for name, t in hints.items() if name != "return")
+    module.main(tyro.cli(arg_type, args=rest, prog=f"so101lab {command}"))
 
 
 if __name__ == "__main__":
