@@ -18,6 +18,15 @@ CHECKPOINT = FIXTURE / "checkpoint"
 LEROBOT_PY = Path("/root/.cache/lerobot-ref/bin/python")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models on a shared 2-core box: OpenMP threads spinning against other jobs cost 10x.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def ref() -> dict[str, torch.Tensor]:
     return load_file(str(FIXTURE / "reference.safetensors"))

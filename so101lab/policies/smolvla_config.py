@@ -170,3 +170,33 @@ def so101_features(
     for cam in cameras:
         inputs[f"{FEATURE_IMAGE_PREFIX}{cam}"] = Feature("VISUAL", (3, *image_hw))
     return inputs, {FEATURE_ACTION: Feature("ACTION", (action_dim,))}
+
+
+def preset_config(
+    preset: str,
+    vlm_dir: str | Path,
+    cameras: tuple[str, ...],
+    image_hw: tuple[int, int],
+    state_dim: int = 6,
+    action_dim: int = 6,
+    **overrides: Any,
+) -> SmolVLAConfig:
+    """A fresh SmolVLA config for a size preset (``full``, ``small``, ``tiny``; see vlm_presets).
+
+    The images are resized to the preset's vision resolution (512 px for ``full``).
+    """
+    from so101lab.policies.vlm_presets import PRESETS
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown SmolVLA preset {preset!r}; choose one of {sorted(PRESETS)}")
+    size = PRESETS[preset]["vision"]["image_size"]
+    inputs, outputs = so101_features(cameras, image_hw, state_dim, action_dim)
+    kwargs: dict[str, Any] = dict(
+        input_features=inputs,
+        output_features=outputs,
+        vlm_model_name=str(vlm_dir),
+        num_vlm_layers=PRESETS[preset]["num_vlm_layers"],
+        resize_imgs_with_padding=(size, size),
+    )
+    kwargs.update(overrides)
+    return SmolVLAConfig(**kwargs)

@@ -1,0 +1,258 @@
+"""``so101lab train``: train or fine-tune SmolVLA on a LeRobot dataset, resumable exactly.
+
+Reads top to bottom: dataset -> policy -> AdamW + cosine schedule -> loop (bf16 autocast
+optional, grad clipping) with CSV/wandb metrics and checkpoints every ``save_every`` steps
+under ``output_dir/checkpoints/<step>/{pretrained_model,training_state}``. Flow-matching noise
+and time of step ``k`` come from a generator seeded by (seed, k) and the data order from
+(seed, epoch), so a resumed run continues with the very losses the original would have had.
+
+Multi-GPU / multi-node: ``accelerate launch -m so101lab.experiments.cli train ...``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import tyro
+from tqdm import tqdm
+
+from so101lab.contract import FEATURE_ACTION, FEATURE_IMAGE_PREFIX, FEATURE_STATE
+from so101lab.policies import SmolVLAPolicy
+from so101lab.policies.smolvla_config import preset_config
+from so101lab.policies.train_state import (
+    PRETRAINED,
+    cosine_with_warmup,
+    load_training_state,
+    save_training_state,
+)
+from so101lab.policies.vlm_presets import write_vlm_dir
+
+METRICS_FILE = "metrics.csv"
+
+
+@dataclass
+class Args:
+    dataset: Path
+    """Root of a LeRobot v3.0 dataset on disk."""
+    output_dir: Path = Path("outputs/train")
+    """Checkpoints, metrics.csv and wandb files go here."""
+    policy_path: Path | None = None
+    """Fine-tune from this LeRobot SmolVLA checkpoint dir (e.g. a local smolvla_base); else start fresh."""
+    vlm_dir: Path | None = None
+    """Local SmolVLM config/tokenizer dir. Fresh policies without one get the preset's layout written."""
+    preset: Literal["tiny", "small", "full"] = "small"
+    """Size of a fresh policy (ignored with --policy-path)."""
+    steps: int = 1000
+    """Total optimizer steps."""
+    batch_size: int = 8
+    lr: float = 1e-4
+    """Peak learning rate (AdamW, betas 0.9/0.95, eps 1e-8, weight decay 1e-10 as LeRobot)."""
+    warmup_steps: int = 1000
+    decay_steps: int = 30000
+    decay_lr: float = 2.5e-6
+    grad_clip: float = 10.0
+    chunk_size: int = 50
+    n_action_steps: int = 50
+    bf16: bool = False
+    """Autocast the forward pass to bfloat16."""
+    save_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    resume: bool = False
+    """Continue from the latest checkpoint in output_dir."""
+    wandb: Literal["offline", "online", "disabled"] = "offline"
+    stop_after: int | None = None
+    """Stop after this many steps of this run (time-sliced jobs); resume later with --resume."""
+    device: str = "auto"
+    """'auto' (cuda if available), 'cpu' or 'cuda'; with accelerate, accelerate decides."""
+
+
+def _dataset_stats(meta) -> dict[str, dict[str, torch.Tensor]]:
+    keep = ("mean", "std", "min", "max")
+    return {
+        key: {s: torch.as_tensor(np.asarray(v), dtype=torch.float32) for s, v in st.items() if s in keep}
+        for key, st in meta.stats.items()
+        if key in (FEATURE_STATE, FEATURE_ACTION) or key.startswith(FEATURE_IMAGE_PREFIX)
+    }
+
+
+def _batches(n: int, batch_size: int, seed: int, start_step: int) -> Iterator[list[int]]:
+    """Index batches of epochs shuffled by (seed, epoch), starting at global step ``start_step``."""
+    per_epoch = n // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"dataset has {n} frames, fewer than one batch of {batch_size}")
+    step = start_step
+    while True:
+        epoch, offset = divmod(step, per_epoch)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+        for b in range(offset, per_epoch):
+            yield perm[b * batch_size : (b + 1) * batch_size]
+        step = (epoch + 1) * per_epoch
+
+
+def _step_noise(seed: int, step: int, batch: int, chunk: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flow-matching noise and time of one step, independent of any global RNG."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    noise = torch.randn(batch, chunk, dim, generator=gen)
+    # Beta(1.5, 1) by its inverse CDF (F(t) = t^1.5): LeRobot's law for t, but seedable.
+    time = torch.rand(batch, generator=gen) ** (1 / 1.5) * 0.999 + 0.001
+    return noise, time
+
+
+def _latest_checkpoint(output_dir: Path) -> Path | None:
+    ckpts = sorted((output_dir / "checkpoints").glob("[0-9]*"))
+    return ckpts[-1] if ckpts else None
+
+
+def _make_policy(args: Args, dataset, resume_from: Path | None) -> SmolVLAPolicy:
+    stats = _dataset_stats(dataset.meta)
+    if resume_from is not None:
+        return SmolVLAPolicy.from_pretrained(resume_from / PRETRAINED, vlm_dir=args.vlm_dir)
+    if args.policy_path is not None:
+        policy = SmolVLAPolicy.from_pretrained(args.policy_path, vlm_dir=args.vlm_dir)
+        policy.processor.stats = stats  # fine-tuning normalises with the new dataset's stats
+        return policy
+    vlm = args.vlm_dir or write_vlm_dir(args.output_dir / "vlm", args.preset)
+    cams = tuple(k.removeprefix(FEATURE_IMAGE_PREFIX) for k in dataset.meta.camera_keys)
+    shape = dataset.meta.features[dataset.meta.camera_keys[0]]["shape"]
+    config = preset_config(
+        args.preset, vlm, cams, (shape[0], shape[1]),
+        chunk_size=args.chunk_size, n_action_steps=args.n_action_steps,
+        optimizer_lr=args.lr, scheduler_warmup_steps=args.warmup_steps,
+        scheduler_decay_steps=args.decay_steps, scheduler_decay_lr=args.decay_lr,
+        optimizer_grad_clip_norm=args.grad_clip,
+    )  # fmt: skip
+    return SmolVLAPolicy(config, vlm, stats)
+
+
+def _start_wandb(args: Args, accel) -> object | None:
+    if args.wandb == "disabled" or not accel.is_main_process:
+        return None
+    try:
+        import wandb
+    except ImportError:
+        print("so101lab train: wandb is not installed (pip install 'so101lab[wandb]'); logging to CSV only")
+        return None
+    return wandb.init(project="so101lab", mode=args.wandb, dir=str(args.output_dir), config=vars(args))
+
+
+def _accelerator(args: Args):
+    try:
+        from accelerate import Accelerator
+    except ImportError as err:
+        raise ImportError("so101lab train needs accelerate: pip install 'so101lab[accelerate]'") from err
+
+    cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
+    return Accelerator(cpu=cpu, mixed_precision="no")
+
+
+def main(args: tyro.conf.OmitArgPrefixes[Args]) -> None:  # flags are --steps, not --args.steps
+    from so101lab.datasets import LeRobotDataset
+
+    accel = _accelerator(args)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = _latest_checkpoint(args.output_dir) if args.resume else None
+    if args.resume and resume_from is None:
+        raise FileNotFoundError(f"--resume given but no checkpoints in {args.output_dir / 'checkpoints'}")
+    probe = LeRobotDataset(args.dataset)
+    chunk = args.chunk_size
+    delta = {FEATURE_ACTION: [i / probe.fps for i in range(chunk)]}
+    dataset = LeRobotDataset(args.dataset, delta_timestamps=delta)
+    torch.manual_seed(args.seed)  # a fresh policy's init; a resumed run restores the RNG below
+    np.random.seed(args.seed)
+    policy = _make_policy(args, dataset, resume_from)
+    config = policy.config
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=config.optimizer_lr, betas=config.optimizer_betas, eps=config.optimizer_eps,
+        weight_decay=config.optimizer_weight_decay,
+    )  # fmt: skip
+    scheduler = cosine_with_warmup(
+        optimizer, config.optimizer_lr, config.scheduler_decay_lr, config.scheduler_warmup_steps,
+        config.scheduler_decay_steps, args.steps,
+    )  # fmt: skip
+    start = 0
+    if resume_from is not None:
+        start = load_training_state(resume_from, optimizer, scheduler)["step"]
+    policy, optimizer = accel.prepare(policy, optimizer)
+    core: SmolVLAPolicy = accel.unwrap_model(policy)
+    batches = _batches(len(dataset), args.batch_size * accel.num_processes, args.seed, start)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=_shard(batches, accel), num_workers=args.num_workers,
+    )  # fmt: skip
+    run = _start_wandb(args, accel)
+    metrics_path = args.output_dir / METRICS_FILE
+    new_file = not metrics_path.exists() or start == 0
+    metrics = metrics_path.open("w" if new_file else "a", newline="")
+    writer = csv.writer(metrics)
+    if new_file:
+        writer.writerow(["step", "loss", "lr", "grad_norm", "samples_per_s", "wall_s"])
+    core.train()
+    bar = tqdm(total=args.steps, initial=start, disable=not accel.is_main_process, desc="train")
+    t0 = time.perf_counter()
+    window_t, window_n = time.perf_counter(), 0
+    end = args.steps if args.stop_after is None else min(args.steps, start + args.stop_after)
+    for step, batch in zip(range(start, end), loader, strict=False):
+        bsz = batch[FEATURE_STATE].shape[0]
+        global_noise, global_time = _step_noise(
+            args.seed, step, args.batch_size * accel.num_processes, chunk, config.max_action_dim
+        )
+        lo = accel.process_index * args.batch_size
+        noise, t = global_noise[lo : lo + bsz].to(core.device), global_time[lo : lo + bsz].to(core.device)
+        with torch.autocast(core.device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            loss, _ = core.loss(batch, noise=noise, time=t)
+        optimizer.zero_grad(set_to_none=True)
+        accel.backward(loss)
+        grad_norm = accel.clip_grad_norm_(params, config.optimizer_grad_clip_norm)
+        optimizer.step()
+        scheduler.step()
+        done = step + 1
+        window_n += bsz * accel.num_processes
+        bar.update(1)
+        if done % args.log_every == 0 or done == args.steps:
+            now = time.perf_counter()
+            row = {
+                "step": done, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm), "samples_per_s": window_n / max(now - window_t, 1e-9),
+                "wall_s": now - t0,
+            }  # fmt: skip
+            window_t, window_n = now, 0
+            if accel.is_main_process:
+                writer.writerow(
+                    [row[k] for k in ("step", "loss", "lr", "grad_norm", "samples_per_s", "wall_s")]
+                )
+                metrics.flush()
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
+                if run is not None:
+                    run.log(row, step=done)
+        if done % args.save_every == 0 or done == end:
+            accel.wait_for_everyone()
+            if accel.is_main_process:
+                ckpt = args.output_dir / "checkpoints" / f"{done:06d}"
+                core.save_pretrained(ckpt / PRETRAINED)
+                save_training_state(ckpt, done, optimizer, scheduler, {"args": _jsonable(args)})
+    bar.close()
+    metrics.close()
+    if run is not None:
+        run.finish()
+
+
+def _shard(batches: Iterator[list[int]], accel) -> Iterator[list[int]]:
+    """This process's slice of each global batch."""
+    n = accel.num_processes
+    for global_batch in batches:
+        per = len(global_batch) // n
+        yield global_batch[accel.process_index * per : (accel.process_index + 1) * per]
+
+
+def _jsonable(args: Args) -> dict:
+    return json.loads(json.dumps(vars(args), default=str))

@@ -1,0 +1,96 @@
+"""`so101lab train` on a real (synthetic-content) LeRobot dataset with the tiny preset."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import tyro
+
+from so101lab import contract
+from so101lab.datasets.synthetic import write_synthetic
+from so101lab.experiments import train
+from so101lab.policies import SmolVLAPolicy
+from so101lab.policies.train_state import PRETRAINED, cosine_with_warmup
+
+CAMERAS = (contract.CameraSpec("front", 48, 64), contract.CameraSpec("wrist", 48, 64))
+COMMON = ["--preset", "tiny", "--batch-size", "8", "--chunk-size", "10", "--n-action-steps", "10"]
+COMMON += ["--wandb", "disabled", "--log-every", "1", "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models on a shared 2-core box: OpenMP threads spinning against other jobs cost 10x.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data") / "ds"
+    write_synthetic(root, [(40, "pick up the red cube"), (40, "pick up the red cube"), (30, "push")], CAMERAS)
+    return root
+
+
+def _run(argv: list[str]) -> None:
+    train.main(tyro.cli(train.Args, args=argv))
+
+
+def _losses(out: Path) -> dict[int, float]:
+    with (out / train.METRICS_FILE).open() as f:
+        return {int(r["step"]): float(r["loss"]) for r in csv.DictReader(f)}
+
+
+def test_killed_and_resumed_run_continues_with_the_same_losses(dataset, tmp_path):
+    base = ["--dataset", str(dataset), "--steps", "8", "--save-every", "4", *COMMON]
+    _run([*base, "--output-dir", str(tmp_path / "full")])
+    _run([*base, "--output-dir", str(tmp_path / "cut"), "--stop-after", "4"])
+    cut = tmp_path / "cut"
+    assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == ["000004"]
+    _run([*base, "--output-dir", str(cut), "--resume"])
+    full, resumed = _losses(tmp_path / "full"), _losses(cut)
+    assert sorted(resumed) == list(range(1, 9))
+    for step in range(1, 9):
+        assert resumed[step] == full[step], step
+    a = SmolVLAPolicy.from_pretrained(tmp_path / "full" / "checkpoints" / "000008" / PRETRAINED)
+    b = SmolVLAPolicy.from_pretrained(cut / "checkpoints" / "000008" / PRETRAINED)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_training_lowers_the_loss(dataset, tmp_path):
+    out = tmp_path / "run"
+    _run(["--dataset", str(dataset), "--output-dir", str(out), "--steps", "200", "--save-every", "200",
+          "--lr", "1e-3", "--warmup-steps", "10", *COMMON])  # fmt: skip
+    losses = _losses(out)
+    first = sum(losses[s] for s in range(1, 21)) / 20
+    last = sum(losses[s] for s in range(181, 201)) / 20
+    assert last < 0.7 * first, (first, last)
+    policy = SmolVLAPolicy.from_pretrained(out / "checkpoints" / "000200" / PRETRAINED)
+    assert policy.config.chunk_size == 10
+
+
+def test_resume_without_checkpoint_is_a_clear_error(dataset, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoints"):
+        _run(["--dataset", str(dataset), "--output-dir", str(tmp_path), "--resume", *COMMON])
+
+
+def test_schedule_matches_lerobot_shape():
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    sched = cosine_with_warmup(opt, 1e-4, 2.5e-6, warmup_steps=1000, decay_steps=30000, total_steps=100_000)
+    factor = sched.lr_lambdas[0]
+    assert sched.get_last_lr()[0] == pytest.approx(1e-4 / 1001)
+    assert factor(500) == pytest.approx((1 / 1001 - 1) * 0.5 + 1)
+    alpha = 2.5e-6 / 1e-4
+    assert factor(1000) == pytest.approx((1 - alpha) * 0.5 * (1 + math.cos(math.pi / 30)) + alpha)
+    assert factor(30000) == pytest.approx(alpha) and factor(50000) == pytest.approx(alpha)
+    short = cosine_with_warmup(opt, 1e-4, 2.5e-6, warmup_steps=1000, decay_steps=30000, total_steps=300)
+    expected = (1 - alpha) * 0.5 * (1 + math.cos(math.pi * 10 / 300)) + alpha  # warmup squeezed to 10
+    assert short.lr_lambdas[0](10) == pytest.approx(expected) and short.lr_lambdas[0](300) == pytest.approx(
+        alpha
+    )
