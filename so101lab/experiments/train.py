@@ -21,7 +21,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import tyro
 from tqdm import tqdm
 
 from so101lab.contract import FEATURE_ACTION, FEATURE_IMAGE_PREFIX, FEATURE_STATE
@@ -155,7 +154,7 @@ def _accelerator(args: Args):
     return Accelerator(cpu=cpu, mixed_precision="no")
 
 
-def main(args: tyro.conf.OmitArgPrefixes[Args]) -> None:  # flags are --steps, not --args.steps
+def main(args: Args) -> None:
     from so101lab.datasets import LeRobotDataset
 
     accel = _accelerator(args)
