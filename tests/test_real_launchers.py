@@ -154,3 +154,30 @@ def test_deploy_expert_on_the_virtual_arm(tmp_path):
     assert episode["seed"] == 3 and episode["steps"] == 30 and episode["task"]
     with pytest.raises(SystemExit, match="needs a virtual arm"):
         deploy.run(deploy.Args(port="/dev/null", policy="expert"))
+
+
+@pytest.mark.slow
+def test_expert_success_on_the_virtual_arm_matches_pure_sim():
+    """Same seeds, same scripted expert: through serial + Real-v0 at 30 Hz wall clock vs pure sim."""
+    import gymnasium as gym
+
+    from so101lab.envs import make_expert
+
+    seeds = range(10)
+    sim = gym.make("so101lab/PickCube-v0", obs_mode="state")
+    sim_success = []
+    for seed in seeds:
+        obs, info = sim.reset(seed=seed)
+        expert = make_expert(sim)
+        for _ in range(sim.spec.max_episode_steps):
+            obs, _, terminated, truncated, info = sim.step(expert.act(obs))
+            if terminated or truncated:
+                break
+        sim_success.append(info["is_success"])
+    summary = deploy.run(deploy.Args(port="virtual:PickCube", policy="expert", cameras=("front", "wrist"),
+                                     image_size=(96, 128), episodes=len(seeds), seed=0))
+    virtual_success = [e["success"] for e in summary["episodes"]]
+    print(f"pure sim {np.mean(sim_success):.0%} {sim_success}\nvirtual  {np.mean(virtual_success):.0%} "
+          f"{virtual_success}")
+    assert np.mean(sim_success) >= 0.5  # the comparison means something only if the expert works
+    assert abs(np.mean(virtual_success) - np.mean(sim_success)) <= 0.10
