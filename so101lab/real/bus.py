@@ -160,17 +160,20 @@ class FeetechBus:
 
     def broadcast_ping(self, quiet: float = 0.05) -> dict[int, int]:
         """Ids of every motor that answers a broadcast ping -> their status error bits."""
+        found: dict[int, int] = {}
         with self._lock:
-            self._send(instruction(BROADCAST_ID, Instruction.PING))
-            found: dict[int, int] = {}
-            deadline = time.monotonic() + quiet
-            while (remaining := deadline - time.monotonic()) > 0:
-                self.serial.timeout = remaining
-                for pkt in self._parser.feed(self.serial.read(max(1, self.serial.in_waiting))):
-                    if not pkt.params:
-                        found[pkt.id] = pkt.code
-                        deadline = time.monotonic() + quiet  # more may follow
-            return dict(sorted(found.items()))
+            for _ in range(self.retries + 1):  # silence may be a lost packet: ask again
+                self._send(instruction(BROADCAST_ID, Instruction.PING))
+                deadline = time.monotonic() + quiet
+                while (remaining := deadline - time.monotonic()) > 0:
+                    self.serial.timeout = remaining
+                    for pkt in self._parser.feed(self.serial.read(max(1, self.serial.in_waiting))):
+                        if not pkt.params:
+                            found[pkt.id] = pkt.code
+                            deadline = time.monotonic() + quiet  # more may follow
+                if found:
+                    break
+        return dict(sorted(found.items()))
 
     def scan(self) -> dict[int, int]:
         """Motors on the bus: id -> model number."""

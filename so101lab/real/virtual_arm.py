@@ -188,6 +188,9 @@ class VirtualArm:
             ready, _, _ = select.select([self._master], [], [], self.tick_dt)
             self._advance()
             if not ready:
+                # Like the firmware, drop a partial packet after a silent gap: garbage on the wire
+                # cannot swallow the next real instruction.
+                self._parser.clear()
                 continue
             try:
                 data = os.read(self._master, 4096)
