@@ -1,0 +1,205 @@
+"""Benchmark SmolVLA on CPU: action-chunk latency and training samples/s, ours vs LeRobot's.
+
+    python scripts/bench_policy.py --presets tiny small full \
+        [--lerobot-python /root/.cache/lerobot-ref/bin/python]
+
+Random weights, two 480x640 cameras (resized to the preset's resolution), one task string.
+Latency: one ``predict_action_chunk`` (processor + prefix + 10 Euler steps) at batch 1,
+median of ``--reps``. Training: processor + forward + backward + AdamW step at
+``--batch-size``, samples/s from the median step time. With ``--lerobot-python`` the same
+measurements run in LeRobot 0.4.4's environment on the same config in the same run (this
+script re-invoked with ``--role lerobot``), and the JSON gets ``ratio`` = LeRobot time / ours
+(>= 1 means ours is not slower). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CAMERAS = ("front", "wrist")
+IMAGE_HW = (480, 640)
+TASK = "pick up the red cube and put it in the bowl"
+
+
+def _presets_module():
+    # By path, so the LeRobot role does not import so101lab (and MuJoCo) in the other venv.
+    spec = importlib.util.spec_from_file_location("vlm_presets", ROOT / "so101lab/policies/vlm_presets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _raw_batch(batch: int, chunk: int, gen: torch.Generator) -> dict[str, object]:
+    out: dict[str, object] = {
+        "observation.state": torch.randn(batch, 6, generator=gen) * 20,
+        "action": torch.randn(batch, chunk, 6, generator=gen) * 20,
+        "task": [TASK] * batch,
+    }
+    for cam in CAMERAS:
+        out[f"observation.images.{cam}"] = torch.rand(batch, 3, *IMAGE_HW, generator=gen)
+    return out
+
+
+def _stats() -> dict[str, dict[str, torch.Tensor]]:
+    return {
+        k: {"mean": torch.zeros(6), "std": torch.full((6,), 10.0)} for k in ("observation.state", "action")
+    }
+
+
+def _median_s(fn, reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _measure(chunk_fn, train_fn, batch_size: int, reps: int) -> dict[str, float]:
+    latency = _median_s(chunk_fn, reps)
+    step = _median_s(train_fn, reps)
+    return {"chunk_latency_s": latency, "train_step_s": step, "train_samples_per_s": batch_size / step}
+
+
+def bench_ours(vlm_dir: Path, preset: str, chunk: int, batch_size: int, reps: int) -> dict[str, float]:
+    sys.path.insert(0, str(ROOT))
+    from so101lab.policies import SmolVLAPolicy
+    from so101lab.policies.smolvla_config import preset_config
+
+    torch.manual_seed(0)
+    config = preset_config(preset, vlm_dir, CAMERAS, IMAGE_HW, chunk_size=chunk, n_action_steps=chunk)
+    policy = SmolVLAPolicy(config, vlm_dir, _stats())
+    gen = torch.Generator().manual_seed(0)
+    one, train_batch = _raw_batch(1, chunk, gen), _raw_batch(batch_size, chunk, gen)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=1e-10)
+
+    def train_step() -> None:
+        policy.train()
+        loss, _ = policy.loss(train_batch)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 10.0)
+        opt.step()
+
+    return _measure(lambda: policy.predict_action_chunk(one), train_step, batch_size, reps)
+
+
+def bench_lerobot(vlm_dir: Path, preset: str, chunk: int, batch_size: int, reps: int) -> dict[str, float]:
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+    from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
+
+    presets = _presets_module()
+    size = presets.PRESETS[preset]["vision"]["image_size"]
+    inputs = {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(6,))}
+    for cam in CAMERAS:
+        inputs[f"observation.images.{cam}"] = PolicyFeature(type=FeatureType.VISUAL, shape=(3, *IMAGE_HW))
+    config = SmolVLAConfig(
+        input_features=inputs,
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(6,))},
+        device="cpu", vlm_model_name=str(vlm_dir), chunk_size=chunk, n_action_steps=chunk,
+        num_vlm_layers=presets.PRESETS[preset]["num_vlm_layers"], resize_imgs_with_padding=(size, size),
+        push_to_hub=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    policy = SmolVLAPolicy(config)
+    pre, post = make_smolvla_pre_post_processors(config, dataset_stats=_stats())
+    gen = torch.Generator().manual_seed(0)
+    one, train_batch = _raw_batch(1, chunk, gen), _raw_batch(batch_size, chunk, gen)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=1e-10)
+
+    def chunk_fn() -> None:
+        policy.eval()
+        with torch.no_grad():
+            post(policy.predict_action_chunk(pre(dict(one))))
+
+    def train_step() -> None:
+        policy.train()
+        loss, _ = policy.forward(pre(dict(train_batch)))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 10.0)
+        opt.step()
+
+    return _measure(chunk_fn, train_step, batch_size, reps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small", "full"])
+    parser.add_argument("--lerobot-python", type=Path, default=None)
+    parser.add_argument("--chunk-size", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 8 (tiny/small), 1 (full)")
+    parser.add_argument("--reps", type=int, default=None, help="default: 10 (tiny/small), 2 (full)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--role", choices=["ours", "lerobot"], default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--vlm-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.role is not None:  # one measurement in this interpreter, for the parent run
+        preset = args.presets[0]
+        fn = bench_ours if args.role == "ours" else bench_lerobot
+        print(json.dumps(fn(args.vlm_dir, preset, args.chunk_size, args.batch_size, args.reps)))
+        return
+    presets = _presets_module()
+    report: dict[str, object] = {"torch_threads": torch.get_num_threads(), "chunk_size": args.chunk_size}
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.presets:
+            vlm = presets.write_vlm_dir(Path(tmp) / preset, preset)
+            batch = args.batch_size or (1 if preset == "full" else 8)
+            reps = args.reps or (2 if preset == "full" else 10)
+            row: dict[str, object] = {"batch_size": batch, "reps": reps}
+            pythons = {"ours": Path(sys.executable)}
+            if args.lerobot_python is not None:
+                pythons["lerobot"] = args.lerobot_python
+            for role, python in pythons.items():  # each in a fresh process: no shared caches or threads
+                cmd = [
+                    str(python),
+                    __file__,
+                    "--role",
+                    role,
+                    "--presets",
+                    preset,
+                    "--vlm-dir",
+                    str(vlm),
+                    "--chunk-size",
+                    str(args.chunk_size),
+                    "--batch-size",
+                    str(batch),
+                    "--reps",
+                    str(reps),
+                ]
+                cmd += ["--threads", str(torch.get_num_threads())]  # fmt: skip
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"{role} benchmark of {preset} failed:\n{proc.stderr[-3000:]}")
+                row[role] = json.loads(proc.stdout.strip().splitlines()[-1])
+            if "lerobot" in row:
+                ours, theirs = row["ours"], row["lerobot"]
+                row["ratio"] = {
+                    "chunk_latency": theirs["chunk_latency_s"] / ours["chunk_latency_s"],
+                    "train_samples_per_s": ours["train_samples_per_s"] / theirs["train_samples_per_s"],
+                }
+            report[preset] = row
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
