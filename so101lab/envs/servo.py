@@ -1,14 +1,22 @@
-"""The STS3215 servo model, used wherever a servo is simulated (sim envs, the virtual arm).
+"""The STS3215 servo model, used wherever a servo is simulated (sim envs, the virtual arm, sysid).
 
-MuJoCo elements carry what they can (position actuator gain from the firmware P gain, damping
-gain, force limit, joint damping, armature, friction loss); a thin control-side layer adds what
-MuJoCo lacks: command latency, the firmware's speed-limited slew of the goal, and torque off.
+The firmware drives the motor voltage in proportion to the position error (gain P, saturating
+at the supply) and the motor's back-EMF brakes it in proportion to speed, so the joint sees
+``clip(kp * (goal - q), +-force_limit) - damping * qdot``: a MuJoCo position actuator with a
+force range plus joint damping. Armature (rotor inertia through the 1/345 gearbox) and friction
+loss are MuJoCo joint elements too. A thin control-side layer adds what MuJoCo lacks: command
+latency, the firmware's optional speed-limited slew of the goal, and torque off (no drive, and
+no back-EMF braking since the driver floats the motor, so the joint swings with less damping).
+
+The defaults are identified on a real STS3215 (12 V) pendulum bench (`so101lab sysid`, see
+docs/sysid.md) and are joint-side figures valid for any joint with the follower's 1/345 gearing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,66 +29,117 @@ import numpy as np
 class ServoParams:
     """Parameters of one STS3215 position servo (SI units, joint side)."""
 
-    p_gain: float = 16.0  # firmware P_Coefficient
+    p_gain: float = 16.0  # firmware P_Coefficient (LeRobot writes 16)
     kp_per_p: float = 998.22 / 16.0  # actuator stiffness (N m/rad) per unit of firmware P
-    kv: float = 2.731  # actuator velocity gain (N m s/rad)
-    force_limit: float = 3.35  # N m
-    damping: float = 0.60  # joint damping (N m s/rad), also acting with torque off
+    kv: float = 2.731  # velocity gain inside the saturation (N m s/rad), the firmware D term
+    force_limit: float = 3.35  # N m: torque at full drive (stall)
+    damping: float = 0.60  # joint damping with torque on (N m s/rad): back-EMF plus gearbox
+    damping_off: float = 0.60  # joint damping with torque off (N m s/rad): gearbox only
     armature: float = 0.028  # reflected rotor inertia (kg m^2)
-    frictionloss: float = 0.052  # N m
-    latency: float = 0.0  # s from command to the servo acting on it
-    max_velocity: float = float("inf")  # rad/s: firmware slew limit of the goal
+    frictionloss: float = 0.052  # N m: gearbox Coulomb friction
+    latency: float = 0.0  # s from a command being sent to the servo acting on it
+    max_velocity: float = math.inf  # rad/s: firmware slew limit of the goal (inf: none)
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+                raise ValueError(f"servo parameter {f.name} must be a number >= 0, got {value!r}")
+            if math.isinf(value) and f.name != "max_velocity":
+                raise ValueError(f"servo parameter {f.name} must be finite, got {value!r}")
+        if self.p_gain <= 0 or self.max_velocity <= 0:
+            raise ValueError(f"p_gain and max_velocity must be > 0, got {self.p_gain}, {self.max_velocity}")
 
     @property
     def kp(self) -> float:
         return self.kp_per_p * self.p_gain
 
+    def to_dict(self) -> dict[str, float | None]:
+        """Plain JSON values; an unlimited `max_velocity` is written as null."""
+        return {k: (None if math.isinf(v) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "servo parameters") -> ServoParams:
+        """Missing fields take their defaults, so older files still load; unknown ones are errors."""
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{source}: unknown servo parameters {sorted(unknown)}")
+        values = {k: (math.inf if k == "max_velocity" and v is None else v) for k, v in data.items()}
+        return cls(**values)
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2))
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ServoParams:
         data = json.loads(Path(path).read_text())
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"{path}: unknown servo parameters {sorted(unknown)}")
-        return cls(**data)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object of servo parameters")
+        return cls.from_dict(data, str(path))
 
 
 class Servos:
-    """The servos driving a set of joints of one MjModel, stepped at the physics rate."""
+    """The servos driving a set of joints of one MjModel, stepped at the physics rate.
+
+    Per joint: `torque_limit` is the fraction of `force_limit` allowed (the Max_Torque_Limit
+    register / 1000; LeRobot halves the gripper's to protect it when it closes on an object) and
+    `p_gain` overrides the firmware P of `params` (None: `params.p_gain` everywhere).
+    """
 
     def __init__(self, model: mujoco.MjModel, joint_names: tuple[str, ...], params: ServoParams,
-                 physics_dt: float, torque_limit: np.ndarray | None = None):
-        """`torque_limit`: per joint, the fraction of `force_limit` allowed (the Max_Torque_Limit
-        register / 1000); LeRobot halves the gripper's to protect it when it closes on an object."""
+                 physics_dt: float, torque_limit: np.ndarray | None = None,
+                 p_gain: np.ndarray | None = None):
+        n = len(joint_names)
         self.model = model
-        self.params = params
-        self.torque_limit = np.ones(len(joint_names)) if torque_limit is None else np.asarray(torque_limit, float)
-        self.joint_ids = np.array([model.joint(n).id for n in joint_names])
-        self.actuator_ids = np.array([model.actuator(n).id for n in joint_names])
+        self.joint_ids = np.array([model.joint(name).id for name in joint_names])
+        self.actuator_ids = np.array([model.actuator(name).id for name in joint_names])
         self.qpos_adr = model.jnt_qposadr[self.joint_ids]
         self.dof_adr = model.jnt_dofadr[self.joint_ids]
+        if physics_dt <= 0:
+            raise ValueError(f"physics_dt must be > 0, got {physics_dt}")
         self.physics_dt = physics_dt
-        self.apply_params()
-        n = len(joint_names)
+        self.torque_limit = self._per_joint("torque_limit", torque_limit, 1.0, n)
+        self.p_gain_override = None if p_gain is None else self._per_joint("p_gain", p_gain, 1.0, n)
         self.torque_on = np.ones(n, dtype=bool)
-        self._goal = np.zeros(n)
+        self._goal = np.zeros(n)  # what the firmware regulates to (after latency and slew)
+        self._pending = np.zeros(n)  # the latest command that has arrived
         self._queue: deque[tuple[float, np.ndarray]] = deque()
-        self._pending = np.zeros(n)
+        self.apply_params(params)
+
+    @staticmethod
+    def _per_joint(name: str, value: np.ndarray | None, default: float, n: int) -> np.ndarray:
+        array = np.full(n, default) if value is None else np.asarray(value, dtype=np.float64)
+        if array.shape != (n,) or not np.all(np.isfinite(array)) or np.any(array <= 0):
+            raise ValueError(f"{name} must be {n} positive numbers (one per joint), got {value!r}")
+        return array
+
+    @property
+    def p_gains(self) -> np.ndarray:
+        """Firmware P of each joint."""
+        return np.full(len(self.joint_ids), self.params.p_gain) if self.p_gain_override is None \
+            else self.p_gain_override
 
     def apply_params(self, params: ServoParams | None = None) -> None:
         """Write gains and joint properties into the MjModel (also used by domain randomisation)."""
         p = self.params = params or self.params
         m = self.model
-        for a, fraction in zip(self.actuator_ids, self.torque_limit):
-            m.actuator_gainprm[a, 0] = p.kp
-            m.actuator_biasprm[a, :3] = (0.0, -p.kp, -p.kv)
-            m.actuator_forcerange[a] = (-p.force_limit * fraction, p.force_limit * fraction)
-            m.actuator_forcelimited[a] = 1
-        m.dof_damping[self.dof_adr] = p.damping
+        m.actuator_forcerange[self.actuator_ids, 0] = -p.force_limit * self.torque_limit
+        m.actuator_forcerange[self.actuator_ids, 1] = p.force_limit * self.torque_limit
+        m.actuator_forcelimited[self.actuator_ids] = 1
         m.dof_armature[self.dof_adr] = p.armature
         m.dof_frictionloss[self.dof_adr] = p.frictionloss
+        self._write_drive()
+
+    def _write_drive(self) -> None:
+        """Gains and damping of the torque state: no drive and no back-EMF braking when off."""
+        p, on = self.params, self.torque_on
+        kp = np.where(on, p.kp_per_p * self.p_gains, 0.0)
+        kv = np.where(on, p.kv, 0.0)
+        self.model.actuator_gainprm[self.actuator_ids, 0] = kp
+        self.model.actuator_biasprm[self.actuator_ids, 0] = 0.0
+        self.model.actuator_biasprm[self.actuator_ids, 1] = -kp
+        self.model.actuator_biasprm[self.actuator_ids, 2] = -kv
+        self.model.dof_damping[self.dof_adr] = np.where(on, p.damping, p.damping_off)
 
     def reset(self, data: mujoco.MjData) -> None:
         """Hold the current pose: goals and pending commands at the present joint positions."""
@@ -88,30 +147,47 @@ class Servos:
         self._goal[:] = q
         self._pending[:] = q
         self._queue.clear()
+        self.torque_on[:] = False
         self.set_torque(data, True)
+        data.ctrl[self.actuator_ids] = self._goal
 
-    def command(self, data: mujoco.MjData, targets: np.ndarray) -> None:
-        """Send goal positions (rad); they take effect after the latency."""
-        self._queue.append((data.time + self.params.latency, np.asarray(targets, dtype=np.float64).copy()))
+    def command(self, data: mujoco.MjData, targets: np.ndarray, sent_at: float | None = None) -> None:
+        """Send goal positions (rad); they take effect `latency` s after `sent_at` (default: now).
+
+        `sent_at` lets a log replay place commands between physics steps.
+        """
+        targets = np.asarray(targets, dtype=np.float64)
+        if targets.shape != self._goal.shape or not np.all(np.isfinite(targets)):
+            raise ValueError(f"targets must be {self._goal.shape[0]} finite angles (rad), got {targets!r}")
+        sent_at = data.time if sent_at is None else sent_at
+        self._queue.append((sent_at + self.params.latency, targets.copy()))
 
     def set_torque(self, data: mujoco.MjData, enabled: bool | np.ndarray) -> None:
-        """Torque off leaves the joint free (only damping and friction); on holds the present pose."""
+        """Torque off leaves the joint free (damping and friction only); on holds the present pose."""
         enabled = np.broadcast_to(np.asarray(enabled, dtype=bool), self.torque_on.shape)
         turned_on = enabled & ~self.torque_on
         q = data.qpos[self.qpos_adr]
         self._goal[turned_on] = q[turned_on]
         self._pending[turned_on] = q[turned_on]
+        for _, queued in self._queue:  # commands in flight would yank a joint that was just enabled
+            queued[turned_on] = q[turned_on]
         self.torque_on[:] = enabled
-        kp = np.where(enabled, self.params.kp, 0.0)
-        kv = np.where(enabled, self.params.kv, 0.0)
-        self.model.actuator_gainprm[self.actuator_ids, 0] = kp
-        self.model.actuator_biasprm[self.actuator_ids, 1] = -kp
-        self.model.actuator_biasprm[self.actuator_ids, 2] = -kv
+        self._write_drive()
 
     def substep(self, data: mujoco.MjData) -> None:
-        """Advance the servo firmware by one physics step: take due commands, slew, write ctrl."""
+        """Advance the firmware by one physics step: take due commands, slew, write ctrl.
+
+        A command falling due inside the step acts for the part of the step after it, so the
+        response is continuous in the latency (the fitter differentiates through it).
+        """
+        dt = self.physics_dt
+        end = data.time + dt
         while self._queue and self._queue[0][0] <= data.time + 1e-9:
             self._pending = self._queue.popleft()[1]
-        step = self.params.max_velocity * self.physics_dt
-        self._goal += np.clip(self._pending - self._goal, -step, step)
+        target = self._pending
+        if self._queue and self._queue[0][0] < end:
+            due, upcoming = self._queue[0]
+            target = self._pending + (upcoming - self._pending) * ((end - due) / dt)
+        step = self.params.max_velocity * dt
+        self._goal += np.clip(target - self._goal, -step, step)
         data.ctrl[self.actuator_ids] = self._goal
