@@ -48,6 +48,10 @@ def test_same_spaces_keys_and_units_as_sim(world):
     try:
         assert env.observation_space == sim.observation_space
         assert env.action_space == sim.action_space
+        # The follower configuration written over serial (P 16, gripper at half torque) reaches
+        # the servo model of the virtual arm, matching the sim's own servos.
+        np.testing.assert_array_equal(world.sim.servos.p_gains, sim.unwrapped.servos.p_gains)
+        np.testing.assert_allclose(world.sim.servos.torque_limit, sim.unwrapped.servos.torque_limit)
         obs, info = env.reset(seed=3)
         assert set(obs) == {OBS_STATE, OBS_PIXELS} and set(obs[OBS_PIXELS]) == {"front", "wrist"}
         assert env.observation_space.contains(obs)

@@ -37,6 +37,10 @@ class PhysicsBackend(Protocol):
         """A hand moving a joint whose torque is off (used to calibrate and to drive a leader arm)."""
         ...
 
+    def configure(self, p_gains: np.ndarray, torque_limits: np.ndarray) -> None:
+        """Firmware P gain and torque limit (fraction of the maximum) of each servo."""
+        ...
+
 
 class FirstOrderPhysics:
     """Each joint with torque on approaches its goal with time constant ``tau`` and a speed cap."""
@@ -51,6 +55,7 @@ class FirstOrderPhysics:
         self.torque_on = np.zeros(NUM_JOINTS, dtype=bool)
         self.tau, self.max_speed = tau, max_speed
         self.stiffness, self.force_limit = stiffness, force_limit
+        self.torque_limits = np.ones(NUM_JOINTS)
 
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.q.copy(), self.qd.copy(), self.effort.copy()
@@ -68,12 +73,15 @@ class FirstOrderPhysics:
         step[~self.torque_on] = 0.0
         self.q = np.clip(self.q + step, _LIMITS[:, 0], _LIMITS[:, 1])
         self.qd = step / dt
-        self.effort = np.where(self.torque_on, np.clip(self.stiffness * err, -self.force_limit,
-                                                       self.force_limit), 0.0)
+        limit = self.force_limit * self.torque_limits
+        self.effort = np.where(self.torque_on, np.clip(self.stiffness * err, -limit, limit), 0.0)
 
     def push(self, joint: int, angle: float) -> None:
         if not self.torque_on[joint]:
             self.q[joint] = np.clip(angle, *_LIMITS[joint])
+
+    def configure(self, p_gains: np.ndarray, torque_limits: np.ndarray) -> None:
+        self.torque_limits = np.asarray(torque_limits, dtype=np.float64).copy()
 
 
 class MujocoPhysics:
@@ -122,6 +130,18 @@ class MujocoPhysics:
             self.data.qpos[self.servos.qpos_adr[joint]] = np.clip(angle, *_LIMITS[joint])
             self.data.qvel[self.servos.dof_adr[joint]] = 0.0
             self._mujoco.mj_forward(self.model, self.data)
+
+    def configure(self, p_gains: np.ndarray, torque_limits: np.ndarray) -> None:
+        """Per-joint firmware P and torque limit into the servo model (as the registers say)."""
+        s = self.servos
+        p_gains = np.maximum(np.asarray(p_gains, dtype=np.float64), 1.0)  # P 0 would be no servo
+        torque_limits = np.clip(np.asarray(torque_limits, dtype=np.float64), 1e-3, 1.0)
+        current = s.p_gain_override if s.p_gain_override is not None else s.p_gains
+        if np.array_equal(current, p_gains) and np.array_equal(s.torque_limit, torque_limits):
+            return
+        s.p_gain_override = p_gains.copy()
+        s.torque_limit = torque_limits.copy()
+        s.apply_params()
 
     def reset_targets(self) -> None:
         """Forget the last goals (after the sim env was reset under this backend)."""

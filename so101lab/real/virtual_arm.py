@@ -175,6 +175,9 @@ class VirtualArm:
             m.update_present(q[i], qd[i], effort[i], f.noise_ticks, self.rng)
         targets = np.array([m.target() for m in self.motors])
         self.physics.command(targets, self.torque_enabled())
+        p_gains = np.array([m.get("P_Coefficient") for m in self.motors], dtype=np.float64)
+        limits = np.array([min(m.get("Max_Torque_Limit"), m.get("Torque_Limit")) for m in self.motors]) / 1000
+        self.physics.configure(p_gains, limits)
 
     def _advance(self) -> None:
         now = time.monotonic()
