@@ -9,6 +9,8 @@ Writes, under tests/fixtures/smolvla_tiny/:
 - checkpoint/  LeRobot's save_pretrained output (config.json, model.safetensors, processors)
 - reference.safetensors + reference.json  raw inputs, fixed noise/time and LeRobot's outputs
   (tokens, action chunk at model and policy level, training losses) for the parity tests.
+- the same three with a ``_bf16`` suffix for a VLM config declaring bfloat16, as the
+  published SmolVLM2 does (LeRobot then runs the VLM and expert layers in bfloat16).
 
 Also ``--check-load DIR``: load a checkpoint directory saved by so101lab in LeRobot (strict)
 and print a JSON report (used to check that what we save loads back in LeRobot).
@@ -71,13 +73,16 @@ def _stats(gen: torch.Generator) -> dict[str, dict[str, torch.Tensor]]:
     return stats
 
 
-def make(out: Path) -> None:
+def make(out: Path, dtype: str) -> None:
+    """One variant: ``float32`` -> vlm/, checkpoint/, reference.*; ``bfloat16`` -> *_bf16."""
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
     from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
 
     presets = _load_presets()
-    vlm_dir = presets.write_vlm_dir(out / "vlm", "tiny")
+    suffix = "" if dtype == "float32" else "_bf16"
+    vlm_name = f"vlm{suffix}"
+    vlm_dir = presets.write_vlm_dir(out / vlm_name, "tiny", dtype)
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     inputs, outputs = _features()
@@ -99,19 +104,19 @@ def make(out: Path) -> None:
             p.add_(torch.randn(p.shape, generator=gen) * 0.02)
     stats = _stats(gen)
     pre, post = make_smolvla_pre_post_processors(config, dataset_stats=stats)
-    ckpt = out / "checkpoint"
+    ckpt = out / f"checkpoint{suffix}"
     policy.save_pretrained(ckpt)
     pre.save_pretrained(ckpt)
     post.save_pretrained(ckpt)
     # Name the VLM directory relative to the checkpoint, not by this machine's absolute path
     # (so101lab resolves it against the checkpoint dir; LeRobot against the working dir).
     cfg = json.loads((ckpt / "config.json").read_text())
-    cfg["vlm_model_name"] = "../vlm"
+    cfg["vlm_model_name"] = f"../{vlm_name}"
     (ckpt / "config.json").write_text(json.dumps(cfg, indent=4))
     pre_json = json.loads((ckpt / "policy_preprocessor.json").read_text())
     for step in pre_json["steps"]:
         if step["registry_name"] == "tokenizer_processor":
-            step["config"]["tokenizer_name"] = "../vlm"
+            step["config"]["tokenizer_name"] = f"../{vlm_name}"
     (ckpt / "policy_preprocessor.json").write_text(json.dumps(pre_json, indent=2))
 
     ref = {}
@@ -168,9 +173,9 @@ def make(out: Path) -> None:
         chunk = policy.predict_action_chunk(dict(batch), noise=noise.clone())
         ref["policy.chunk_normalized"] = chunk
         ref["policy.chunk"] = post(chunk)
-    save_file({k: v.contiguous() for k, v in ref.items()}, str(out / "reference.safetensors"))
-    meta = {"tasks": tasks, "cameras": list(CAMERAS), "lerobot_version": _lerobot_version()}
-    (out / "reference.json").write_text(json.dumps(meta, indent=2))
+    save_file({k: v.contiguous() for k, v in ref.items()}, str(out / f"reference{suffix}.safetensors"))
+    meta = {"tasks": tasks, "cameras": list(CAMERAS), "lerobot_version": _lerobot_version(), "dtype": dtype}
+    (out / f"reference{suffix}.json").write_text(json.dumps(meta, indent=2))
     print(json.dumps({"written": str(out), **meta}))
 
 
@@ -220,7 +225,8 @@ def main() -> None:
     if args.check_load is not None:
         check_load(args.check_load)
     else:
-        make(args.out)
+        for dtype in ("float32", "bfloat16"):
+            make(args.out, dtype)
     sys.exit(0)
 
 

@@ -64,20 +64,26 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-    """Grouped-query attention in float32. q [B,Lq,H,D], k/v [B,Lk,Hkv,D], mask bool [B,Lq,Lk].
+    """Grouped-query attention, scores in float32. q [B,Lq,H,D], k/v [B,Lk,Hkv,D], mask bool [B,Lq,Lk].
 
     Fully masked rows (padding queries) get a uniform distribution, as LeRobot's eager code
-    does, instead of NaN.
+    does, instead of NaN. With float32 values this is one fused SDPA call; with bfloat16
+    values the probabilities are rounded to bfloat16 before the value product, as LeRobot does.
     """
     batch, lq, heads, dim = q.shape
     groups = heads // k.shape[2]
     qh = q.float().transpose(1, 2)
     kh = k.float().transpose(1, 2).repeat_interleave(groups, dim=1)
-    vh = v.float().transpose(1, 2).repeat_interleave(groups, dim=1)
-    bias = torch.zeros(mask.shape, dtype=torch.float32, device=q.device)
-    bias.masked_fill_(~mask, torch.finfo(torch.float32).min)
-    out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=bias[:, None])
-    return out.transpose(1, 2).reshape(batch, lq, heads * dim).to(v.dtype)
+    vh = v.transpose(1, 2).repeat_interleave(groups, dim=1)
+    if v.dtype == torch.float32:
+        bias = torch.zeros(mask.shape, dtype=torch.float32, device=q.device)
+        bias.masked_fill_(~mask, torch.finfo(torch.float32).min)
+        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=bias[:, None])
+    else:
+        scores = torch.matmul(qh, kh.transpose(2, 3)) * dim**-0.5
+        scores = torch.where(mask[:, None], scores, torch.finfo(torch.float32).min)
+        out = torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), vh)
+    return out.transpose(1, 2).reshape(batch, lq, heads * dim)
 
 
 def _qkv(layer: nn.Module, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -88,9 +94,16 @@ def _qkv(layer: nn.Module, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _finish(layer: nn.Module, residual: Tensor, att: Tensor) -> Tensor:
-    """o_proj + residual, then the MLP block with its residual."""
-    out = layer.self_attn.o_proj(att.to(layer.self_attn.o_proj.weight.dtype)) + residual
-    return out + layer.mlp(layer.post_attention_layernorm(out))
+    """o_proj + residual, then the MLP block with its residual.
+
+    In-place adds keep the projection's dtype (bf16 layers stay bf16 with an fp32 residual),
+    matching LeRobot's mixed-precision numerics.
+    """
+    out = layer.self_attn.o_proj(att.to(layer.self_attn.o_proj.weight.dtype))
+    out += residual
+    mlp = layer.mlp(layer.post_attention_layernorm(out))
+    mlp += out
+    return mlp
 
 
 def _expert_kv_from_vlm(layer: nn.Module, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:

@@ -32,7 +32,9 @@ class SmolVLAPolicy(nn.Module):
         self.vlm_dir = Path(vlm_dir)
         vlm_config = AutoConfig.from_pretrained(self.vlm_dir)
         tokenizer = AutoTokenizer.from_pretrained(self.vlm_dir)
-        self.model = SmolVLAFlowMatching(config, vlm_config).float()
+        # Parameter dtypes follow the VLM config as in LeRobot (a bfloat16 SmolVLM config gives
+        # bfloat16 vision/text/expert layers; the projections around them stay float32).
+        self.model = SmolVLAFlowMatching(config, vlm_config)
         self.processor = SmolVLAProcessor(config, tokenizer, stats)
         self.queue = ActionQueue(config.n_action_steps)
 

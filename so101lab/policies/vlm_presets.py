@@ -151,8 +151,13 @@ def write_tokenizer(path: str | Path) -> None:
     (path / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS, indent=2))
 
 
-def vlm_config_dict(preset: str) -> dict[str, Any]:
-    """SmolVLM ``config.json`` content of a preset (plain JSON, readable by transformers 4.x and 5.x)."""
+def vlm_config_dict(preset: str, dtype: str = "float32") -> dict[str, Any]:
+    """SmolVLM ``config.json`` content of a preset (plain JSON, readable by transformers 4.x and 5.x).
+
+    ``dtype`` is the ``torch_dtype`` declared at the top and for the text model; transformers
+    (and so LeRobot and we) build the text and action-expert layers in it (the vision config
+    declares none: a bfloat16 SigLIP feeding the float32 connector fails in transformers).
+    """
     if preset not in PRESETS:
         raise ValueError(f"unknown SmolVLM preset {preset!r}; choose one of {sorted(PRESETS)}")
     p = PRESETS[preset]
@@ -168,7 +173,7 @@ def vlm_config_dict(preset: str) -> dict[str, Any]:
         "pad_token_id": special_ids[SPECIAL_TOKENS["pad_token"]],
         "bos_token_id": special_ids[SPECIAL_TOKENS["bos_token"]],
         "eos_token_id": special_ids[SPECIAL_TOKENS["eos_token"]],
-        "torch_dtype": "float32",
+        "torch_dtype": dtype,
         **p["text"],
     }
     vision = {
@@ -184,7 +189,7 @@ def vlm_config_dict(preset: str) -> dict[str, Any]:
         "scale_factor": p["scale_factor"],
         "image_token_id": special_ids[EXTRA_SPECIAL_TOKENS["image_token"]],
         "tie_word_embeddings": False,
-        "torch_dtype": "float32",
+        "torch_dtype": dtype,
         "vision_config": vision,
         "text_config": text,
     }
@@ -196,11 +201,11 @@ def image_seq_len(preset: str) -> int:
     return (v["image_size"] // v["patch_size"]) ** 2 // PRESETS[preset]["scale_factor"] ** 2
 
 
-def write_vlm_dir(path: str | Path, preset: str) -> Path:
+def write_vlm_dir(path: str | Path, preset: str, dtype: str = "float32") -> Path:
     """Write a complete local SmolVLM directory (config, tokenizer, processor configs)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    config = vlm_config_dict(preset)
+    config = vlm_config_dict(preset, dtype)
     (path / "config.json").write_text(json.dumps(config, indent=2))
     write_tokenizer(path)
     size = PRESETS[preset]["vision"]["image_size"]
