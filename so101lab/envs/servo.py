@@ -36,7 +36,8 @@ class ServoParams:
     damping: float = 0.60  # joint damping with torque on (N m s/rad): back-EMF plus gearbox
     damping_off: float = 0.60  # joint damping with torque off (N m s/rad): gearbox only
     armature: float = 0.028  # reflected rotor inertia (kg m^2)
-    frictionloss: float = 0.052  # N m: gearbox Coulomb friction
+    frictionloss: float = 0.052  # N m: gearbox Coulomb friction at no load
+    friction_load: float = 0.0  # extra friction per N m the motor transmits (gear efficiency)
     latency: float = 0.0  # s from a command being sent to the servo acting on it
     max_velocity: float = math.inf  # rad/s: firmware slew limit of the goal (inf: none)
 
@@ -188,6 +189,10 @@ class Servos:
         if self._queue and self._queue[0][0] < end:
             due, upcoming = self._queue[0]
             target = self._pending + (upcoming - self._pending) * ((end - due) / dt)
-        step = self.params.max_velocity * dt
+        p = self.params
+        step = p.max_velocity * dt
         self._goal += np.clip(target - self._goal, -step, step)
         data.ctrl[self.actuator_ids] = self._goal
+        if p.friction_load:  # gear friction grows with the torque the gears carry (last step's)
+            self.model.dof_frictionloss[self.dof_adr] = (
+                p.frictionloss + p.friction_load * np.abs(data.actuator_force[self.actuator_ids]))

@@ -77,13 +77,18 @@ def replay(model: mujoco.MjModel, servos: Servos, logs: list[ServoLog]) -> list[
     trace[0] = data.qpos[qpos_adr]
     step, command, substep = mujoco.mj_step, servos.command, servos.substep
     event, n_events = 0, len(times)
+    # Torque on/off travels the same bus as goals, so it arrives with the same latency.
+    torque_times = times + servos.params.latency
+    torque_event = 0
     for i in range(n_steps):
         step_end = data.time + dt - 1e-12
         while event < n_events and times[event] < step_end:
-            if not np.array_equal(torque[event], servos.torque_on):
-                servos.set_torque(data, torque[event])
             command(data, goals[event], times[event])
             event += 1
+        while torque_event < n_events and torque_times[torque_event] < step_end:
+            if not np.array_equal(torque[torque_event], servos.torque_on):
+                servos.set_torque(data, torque[torque_event])
+            torque_event += 1
         substep(data)
         step(model, data)
         trace[i + 1] = data.qpos[qpos_adr]
