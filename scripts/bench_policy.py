@@ -4,12 +4,13 @@
         [--lerobot-python /root/.cache/lerobot-ref/bin/python]
 
 Random weights, two 480x640 cameras (resized to the preset's resolution), one task string.
-Latency: one ``predict_action_chunk`` (processor + prefix + 10 Euler steps) at batch 1,
-median of ``--reps``. Training: processor + forward + backward + AdamW step at
-``--batch-size``, samples/s from the median step time. With ``--lerobot-python`` the same
-measurements run in LeRobot 0.4.4's environment on the same config in the same run (this
-script re-invoked with ``--role lerobot``), and the JSON gets ``ratio`` = LeRobot time / ours
-(>= 1 means ours is not slower). Prints one JSON object.
+Latency: one ``predict_action_chunk`` (processor + prefix + 10 Euler steps) at batch 1.
+Training: processor + forward + backward + AdamW step at ``--batch-size``. Each side runs
+``--rounds`` times in fresh processes, alternating, ``--reps`` timings each; the JSON gives
+min and median, ratios use the min (least disturbed by other jobs on a shared machine).
+With ``--lerobot-python`` the same measurements run in LeRobot 0.4.4's environment on the
+same config in the same run (this script re-invoked with ``--role lerobot``), and the JSON
+gets ``ratio`` = LeRobot time / ours (>= 1 means ours is not slower). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -57,7 +59,7 @@ def _stats() -> dict[str, dict[str, torch.Tensor]]:
     }
 
 
-def _median_s(fn, reps: int, warmup: int = 1) -> float:
+def _times(fn, reps: int, warmup: int = 1) -> list[float]:
     for _ in range(warmup):
         fn()
     times = []
@@ -65,13 +67,27 @@ def _median_s(fn, reps: int, warmup: int = 1) -> float:
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return times
 
 
-def _measure(chunk_fn, train_fn, batch_size: int, reps: int) -> dict[str, float]:
-    latency = _median_s(chunk_fn, reps)
-    step = _median_s(train_fn, reps)
-    return {"chunk_latency_s": latency, "train_step_s": step, "train_samples_per_s": batch_size / step}
+def _measure(chunk_fn, train_fn, batch_size: int, reps: int) -> dict[str, object]:
+    return {
+        "chunk_s": _times(chunk_fn, reps),
+        "train_step_s": _times(train_fn, reps),
+        "batch_size": batch_size,
+    }
+
+
+def _summary(runs: list[dict]) -> dict[str, float]:
+    """Best (min) and median over all rounds: the min is least disturbed by other jobs on the box."""
+    chunk = [t for r in runs for t in r["chunk_s"]]
+    step = [t for r in runs for t in r["train_step_s"]]
+    batch = runs[0]["batch_size"]
+    return {
+        "chunk_latency_s_min": min(chunk), "chunk_latency_s_median": statistics.median(chunk),
+        "train_step_s_min": min(step), "train_step_s_median": statistics.median(step),
+        "train_samples_per_s": batch / min(step),
+    }  # fmt: skip
 
 
 def bench_ours(vlm_dir: Path, preset: str, chunk: int, batch_size: int, reps: int) -> dict[str, float]:
@@ -148,6 +164,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: 8 (tiny/small), 1 (full)")
     parser.add_argument("--reps", type=int, default=None, help="default: 10 (tiny/small), 2 (full)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating ours/LeRobot rounds")
     parser.add_argument("--role", choices=["ours", "lerobot"], default=None, help=argparse.SUPPRESS)
     parser.add_argument("--vlm-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,7 +176,10 @@ def main() -> None:
         print(json.dumps(fn(args.vlm_dir, preset, args.chunk_size, args.batch_size, args.reps)))
         return
     presets = _presets_module()
-    report: dict[str, object] = {"torch_threads": torch.get_num_threads(), "chunk_size": args.chunk_size}
+    report: dict[str, object] = {
+        "torch_threads": torch.get_num_threads(), "chunk_size": args.chunk_size, "rounds": args.rounds,
+        "loadavg_start": os.getloadavg(),
+    }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
             vlm = presets.write_vlm_dir(Path(tmp) / preset, preset)
@@ -169,35 +189,26 @@ def main() -> None:
             pythons = {"ours": Path(sys.executable)}
             if args.lerobot_python is not None:
                 pythons["lerobot"] = args.lerobot_python
-            for role, python in pythons.items():  # each in a fresh process: no shared caches or threads
-                cmd = [
-                    str(python),
-                    __file__,
-                    "--role",
-                    role,
-                    "--presets",
-                    preset,
-                    "--vlm-dir",
-                    str(vlm),
-                    "--chunk-size",
-                    str(args.chunk_size),
-                    "--batch-size",
-                    str(batch),
-                    "--reps",
-                    str(reps),
-                ]
-                cmd += ["--threads", str(torch.get_num_threads())]  # fmt: skip
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise RuntimeError(f"{role} benchmark of {preset} failed:\n{proc.stderr[-3000:]}")
-                row[role] = json.loads(proc.stdout.strip().splitlines()[-1])
+            runs: dict[str, list[dict]] = {role: [] for role in pythons}
+            for _ in range(args.rounds):  # alternate, each in a fresh process, so load hits both alike
+                for role, python in pythons.items():
+                    cmd = [str(python), __file__, "--role", role, "--presets", preset, "--vlm-dir", str(vlm)]
+                    cmd += ["--chunk-size", str(args.chunk_size), "--batch-size", str(batch)]
+                    cmd += ["--reps", str(reps), "--threads", str(torch.get_num_threads())]
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"{role} benchmark of {preset} failed:\n{proc.stderr[-3000:]}")
+                    runs[role].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            for role, role_runs in runs.items():
+                row[role] = _summary(role_runs)
             if "lerobot" in row:
                 ours, theirs = row["ours"], row["lerobot"]
                 row["ratio"] = {
-                    "chunk_latency": theirs["chunk_latency_s"] / ours["chunk_latency_s"],
+                    "chunk_latency": theirs["chunk_latency_s_min"] / ours["chunk_latency_s_min"],
                     "train_samples_per_s": ours["train_samples_per_s"] / theirs["train_samples_per_s"],
                 }
             report[preset] = row
+    report["loadavg_end"] = os.getloadavg()
     print(json.dumps(report, indent=2))
 
 
