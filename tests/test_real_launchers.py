@@ -163,7 +163,7 @@ def test_expert_success_on_the_virtual_arm_matches_pure_sim():
 
     from so101lab.envs import make_expert
 
-    seeds = range(10)
+    seeds = range(20)
     sim = gym.make("so101lab/PickCube-v0", obs_mode="state")
     sim_success = []
     for seed in seeds:

@@ -115,7 +115,8 @@ class MujocoPhysics:
             self.servos.set_torque(self.data, torque_on)
         if self._targets is None or not np.array_equal(targets, self._targets):
             self._targets = np.asarray(targets, dtype=np.float64).copy()
-            self.servos.command(self.data, self._targets)
+            # Sent now on the wall clock = `_pending` s after the simulated time: act mid-step.
+            self.servos.command(self.data, self._targets, sent_at=self.data.time + self._pending)
 
     def advance(self, dt: float) -> None:
         self._pending = min(self._pending + dt, self.max_lag)
