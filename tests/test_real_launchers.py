@@ -107,6 +107,7 @@ def test_teleoperate_leader_drives_follower_and_sim_twin(tmp_path):
                                 sim_twin="PickCube")
         report = teleoperate.run(args, stop)
         assert report.ticks == 45
+        assert report.mean_tracking_error < 5 and report.twin_final_error < 5  # degrees
         np.testing.assert_allclose(follower_arm.joint_positions(), target, atol=0.03)
         assert not follower_arm.torque_enabled().any()
 
@@ -181,3 +182,17 @@ def test_expert_success_on_the_virtual_arm_matches_pure_sim():
           f"{virtual_success}")
     assert np.mean(sim_success) >= 0.5  # the comparison means something only if the expert works
     assert abs(np.mean(virtual_success) - np.mean(sim_success)) <= 0.10
+
+
+@pytest.mark.slow
+def test_deploy_a_smolvla_checkpoint_on_the_virtual_arm(tmp_path):
+    """A (tiny, LeRobot-made) SmolVLA checkpoint drives Real-v0 with chunked actions from the cameras."""
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / "smolvla_tiny"
+    if not (fixture / "checkpoint").exists():
+        pytest.skip("SmolVLA fixture not present")
+    summary = deploy.run(deploy.Args(port="virtual:PickCube", policy=str(fixture / "checkpoint"),
+                                     vlm_dir=fixture / "vlm", cameras=("front", "wrist"), image_size=(48, 64),
+                                     episodes=1, episode_seconds=1.0, max_relative_target=10.0))
+    assert summary["episodes"][0]["steps"] == 30

@@ -44,12 +44,14 @@ class Args:
 class TeleopReport:
     ticks: int
     mean_tracking_error: float | None  # |follower - leader| averaged over joints and ticks (units)
+    twin_final_error: float | None = None  # |twin - leader| at the last tick (units)
 
 
 def run(args: Args, stop: Callable[[], bool]) -> TeleopReport:
     if args.follower_port is None and args.sim_twin is None:
         raise SystemExit("nothing to drive: give --follower-port and/or --sim-twin")
     errors: list[float] = []
+    twin_errors: list[float] = []
     ticks = 0
     with contextlib.ExitStack() as stack:
         leader = stack.enter_context(SO101Arm(args.leader_port, args.leader_calibration, role="leader"))
@@ -71,15 +73,18 @@ def run(args: Args, stop: Callable[[], bool]) -> TeleopReport:
                 follower.send(goal)
                 errors.append(float(np.mean(np.abs(follower.read() - goal))))
             if twin is not None:
-                twin.step(goal)
+                obs, *_ = twin.step(goal)
+                twin_errors.append(float(np.mean(np.abs(obs["agent_pos"] - goal))))  # twin starts elsewhere
             ticks += 1
             next_tick += CONTROL_DT
             time.sleep(max(0.0, next_tick - time.perf_counter()))
-    return TeleopReport(ticks, float(np.mean(errors)) if errors else None)
+    return TeleopReport(ticks, float(np.mean(errors)) if errors else None,
+                        twin_errors[-1] if twin_errors else None)
 
 
 def main(args: Args) -> None:
     stop = EnterPressed("Teleoperating: move the leader arm. Press Enter to stop.") if args.seconds is None \
         else (lambda: False)
     report = run(args, stop)
-    print(f"{report.ticks} ticks; mean |follower - leader| = {report.mean_tracking_error}")
+    print(f"{report.ticks} ticks; mean |follower - leader| = {report.mean_tracking_error}, "
+          f"final |twin - leader| = {report.twin_final_error}")
