@@ -54,3 +54,15 @@ def test_find_cameras_reports_each_device():
     for entry in find_cameras(timeout=2):
         assert entry["device"].startswith("/dev/video")
         assert entry["ok"] or entry["error"]
+
+
+def test_a_camera_slower_than_the_control_rate_is_reported(caplog):
+    cam = FFmpegCamera("testsrc=size=64x48:rate=12", 48, 64, input_format="lavfi")
+    try:
+        time.sleep(2.8)
+        assert cam.measured_fps == pytest.approx(12, rel=0.25)
+        with caplog.at_level("WARNING"):
+            cam.read()
+        assert "below the 30 Hz control rate" in caplog.text
+    finally:
+        cam.close()

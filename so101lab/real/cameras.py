@@ -7,10 +7,12 @@ has stalled (no new frame for ``stall_timeout``), so a control loop cannot act o
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import subprocess
 import threading
 import time
+from collections import deque
 from typing import Protocol
 
 import imageio_ffmpeg
@@ -18,6 +20,9 @@ import numpy as np
 
 from so101lab.contract import CONTROL_HZ, DEFAULT_IMAGE_SIZE
 from so101lab.real.errors import CameraError
+
+log = logging.getLogger(__name__)
+FPS_WINDOW = 30  # frames over which the delivered frame rate is measured
 
 
 class CameraSource(Protocol):
@@ -59,6 +64,8 @@ class FFmpegCamera:
         self._lock = threading.Lock()
         self._frame: np.ndarray | None = None
         self._stamp = 0.0
+        self._stamps: deque[float] = deque(maxlen=FPS_WINDOW)
+        self._warned_fps = False
         self.frames = 0
         self._thread = threading.Thread(target=self._read_loop, name=f"camera {device}", daemon=True)
         self._thread.start()
@@ -82,6 +89,7 @@ class FFmpegCamera:
             frame = np.frombuffer(buf, np.uint8).reshape(self.height, self.width, 3)
             with self._lock:
                 self._frame, self._stamp = frame, time.monotonic()
+                self._stamps.append(self._stamp)
                 self.frames += 1
 
     def _stderr(self) -> str:
@@ -96,7 +104,22 @@ class FFmpegCamera:
         if frame is None or age > self.stall_timeout:
             raise CameraError(f"camera {self.device} stalled: no new frame for {age:.1f} s (unplugged, or "
                               "USB bandwidth exhausted by several cameras on one hub?)")
+        fps = self.measured_fps
+        if fps is not None and fps < 0.8 * CONTROL_HZ and not self._warned_fps:
+            self._warned_fps = True
+            log.warning("camera %s delivers %.1f fps, below the %d Hz control rate: observations will "
+                        "repeat frames (too little light makes many webcams halve their rate)",
+                        self.device, fps, CONTROL_HZ)
         return frame
+
+    @property
+    def measured_fps(self) -> float | None:
+        """Frame rate actually delivered over the last frames (None until enough frames came)."""
+        with self._lock:
+            stamps = list(self._stamps)
+        if len(stamps) < FPS_WINDOW:
+            return None
+        return (len(stamps) - 1) / max(stamps[-1] - stamps[0], 1e-9)
 
     def close(self) -> None:
         if self._proc.poll() is None:
