@@ -94,6 +94,22 @@ def test_arm_log_round_trip(tmp_path):
     assert log.torque_enable.all()
 
 
+def test_lerobot_dataset_episodes_are_arm_logs():
+    """A dataset recorded through the stack: action = goal, observation.state = present (rad)."""
+    from so101lab.datasets.reader import LeRobotDataset
+
+    root = Path(__file__).parent / "fixtures" / "lerobot_dataset"
+    logs = load_logs(root)
+    dataset = LeRobotDataset(root)
+    assert len(logs) == dataset.num_episodes
+    np.testing.assert_allclose(logs[1].goal, lerobot_to_radians(dataset.column("action", 1)), rtol=1e-6)
+    state = dataset.column("observation.state", 1)
+    np.testing.assert_allclose(logs[1].pos, lerobot_to_radians(state), rtol=1e-6)
+    assert logs[1].kind == "arm" and logs[1].p_gain.tolist() == [16.0] * 6
+    report, sims = evaluate(logs[:1], ServoParams())
+    assert sims[0].shape == logs[0].pos.shape and math.isfinite(report["median_rms"])
+
+
 def test_bad_logs_fail_clearly(tmp_path):
     np.savez(tmp_path / "odd.npz", t=np.arange(3.0), goal=np.zeros(3))
     with pytest.raises(ValueError, match=r"odd\.npz: neither a bench run .* nor an arm log"):

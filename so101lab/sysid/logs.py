@@ -11,6 +11,9 @@ Two on-disk formats, both `.npz`, told apart by their keys:
   [T, J], default all on), `p_gain` ([J], default 16), `joint_names` ([J] str, default the
   contract's six) and `trajectory` (str, a label for grouping). Row k: `present` read at t[k],
   then `goal` sent at t[k].
+
+A LeRobot dataset recorded on the arm also serves as arm logs (`load_dataset_logs`): its
+`action` (goal) and `observation.state` (present), converted from LeRobot units to radians.
 """
 
 from __future__ import annotations
@@ -130,11 +133,36 @@ def save_arm_log(path: str | Path, t: np.ndarray, goal: np.ndarray, present: np.
     return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
 
+def load_dataset_logs(root: str | Path, p_gain: float = 16.0) -> list[ServoLog]:
+    """One arm log per episode of a LeRobot dataset recorded on the arm (`so101lab record`):
+    `action` is the goal sent and `observation.state` the position read just before it."""
+    from so101lab.contract import FEATURE_ACTION, FEATURE_STATE, lerobot_to_radians
+    from so101lab.datasets.reader import LeRobotDataset  # torch-backed; only needed here
+
+    dataset = LeRobotDataset(root)
+    missing = [k for k in (FEATURE_ACTION, FEATURE_STATE, "timestamp") if k not in dataset.features]
+    if missing:
+        raise ValueError(f"{root}: LeRobot dataset without {missing}; cannot read servo logs from it")
+    logs = []
+    for episode in dataset.episodes:
+        t = dataset.column("timestamp", episode).reshape(-1)
+        logs.append(ServoLog(
+            name=f"episode_{episode:06d}", trajectory="dataset", t=t,
+            goal=lerobot_to_radians(dataset.column(FEATURE_ACTION, episode)),
+            pos=lerobot_to_radians(dataset.column(FEATURE_STATE, episode)),
+            torque_enable=np.ones((len(t), len(JOINT_NAMES)), bool), p_gain=p_gain, joint_names=JOINT_NAMES,
+        ))
+    return logs
+
+
 def load_logs(data: str | Path) -> list[ServoLog]:
-    """Every `.npz` log in a directory (sorted by name), or the one file given."""
+    """Every `.npz` log in a directory (sorted by name), the one file given, or every episode of a
+    LeRobot dataset directory (one with meta/info.json)."""
     data = Path(data)
     if data.is_file():
         return [load_log(data)]
+    if (data / "meta" / "info.json").is_file():
+        return load_dataset_logs(data)
     if not data.is_dir():
         raise FileNotFoundError(f"servo logs: {data} is neither a directory nor an .npz file")
     files = sorted(data.glob("*.npz"))
