@@ -7,6 +7,7 @@ order are handled here. Every failure names the port, the motor (id and name) an
 from __future__ import annotations
 
 import errno
+import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -16,7 +17,6 @@ import serial
 from so101lab.real.errors import BusError, MotorStatusError, MotorTimeoutError, PortError
 from so101lab.real.protocol import (
     BROADCAST_ID,
-    MIN_PACKET,
     Instruction,
     Packet,
     PacketParser,
@@ -99,20 +99,27 @@ class FeetechBus:
         self.serial.write(packet)
         self.serial.flush()
 
+    def _read_some(self, timeout: float) -> bytes:
+        """Whatever bytes arrive within ``timeout`` s. Waits with select: setting pyserial's timeout
+        rewrites the terminal settings each time, which USB serial drivers turn into USB requests."""
+        try:
+            fd = self.serial.fileno()
+        except (AttributeError, NotImplementedError, OSError):  # no file descriptor (Windows)
+            self.serial.timeout = timeout
+            return self.serial.read(max(1, self.serial.in_waiting))
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return self.serial.read(self.serial.in_waiting or 1) if ready else b""
+
     def _collect(self, ids: list[int], data_len: int, timeout: float | None = None) -> dict[int, Packet]:
         """Read status packets from ``ids`` (each with ``data_len`` params) until all came or time is up."""
         got: dict[int, Packet] = {}
         wanted = set(ids)
-        expected = len(ids) * (MIN_PACKET + data_len)
-        received = 0
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while wanted - set(got):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self.serial.timeout = remaining
-            chunk = self.serial.read(max(1, expected - received))
-            received += len(chunk)
+            chunk = self._read_some(remaining)
             before = self._parser.corrupt
             for pkt in self._parser.feed(chunk):
                 if pkt.id in wanted and len(pkt.params) == data_len:
@@ -166,8 +173,7 @@ class FeetechBus:
                 self._send(instruction(BROADCAST_ID, Instruction.PING))
                 deadline = time.monotonic() + quiet
                 while (remaining := deadline - time.monotonic()) > 0:
-                    self.serial.timeout = remaining
-                    for pkt in self._parser.feed(self.serial.read(max(1, self.serial.in_waiting))):
+                    for pkt in self._parser.feed(self._read_some(remaining)):
                         if not pkt.params:
                             found[pkt.id] = pkt.code
                             deadline = time.monotonic() + quiet  # more may follow
