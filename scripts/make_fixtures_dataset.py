@@ -51,10 +51,14 @@ def main() -> None:
         "observation.state": {"dtype": "float32", "shape": (6,), "names": names},
         "action": {"dtype": "float32", "shape": (6,), "names": names},
         "observation.images.front": {
-            "dtype": "video", "shape": (HEIGHT, WIDTH, 3), "names": ["height", "width", "channels"],
+            "dtype": "video",
+            "shape": (HEIGHT, WIDTH, 3),
+            "names": ["height", "width", "channels"],
         },
         "observation.images.wrist": {
-            "dtype": "video", "shape": (HEIGHT, WIDTH, 3), "names": ["height", "width", "channels"],
+            "dtype": "video",
+            "shape": (HEIGHT, WIDTH, 3),
+            "names": ["height", "width", "channels"],
         },
     }
     if ROOT.exists():
@@ -64,17 +68,21 @@ def main() -> None:
     for ep, (length, task) in enumerate(EPISODES):
         for i in range(length):
             state = rng.uniform(-90, 90, 6).astype(np.float32)
-            ds.add_frame({
-                "observation.state": state,
-                "action": (state + rng.normal(0, 1, 6)).astype(np.float32),
-                "observation.images.front": frame_image(ep, i, 0),
-                "observation.images.wrist": frame_image(ep, i, 1),
-                "task": task,
-            })
+            ds.add_frame(
+                {
+                    "observation.state": state,
+                    "action": (state + rng.normal(0, 1, 6)).astype(np.float32),
+                    "observation.images.front": frame_image(ep, i, 0),
+                    "observation.images.wrist": frame_image(ep, i, 1),
+                    "task": task,
+                }
+            )
         ds.save_episode()
     ds.finalize()
 
-    read = LeRobotDataset("so101lab/fixture", root=ROOT, delta_timestamps=DELTA_TIMESTAMPS, video_backend="pyav")
+    read = LeRobotDataset(
+        "so101lab/fixture", root=ROOT, delta_timestamps=DELTA_TIMESTAMPS, video_backend="pyav"
+    )
     expected: dict[str, np.ndarray] = {"probe_indices": np.array(PROBE_INDICES)}
     tasks = []
     for idx in PROBE_INDICES:

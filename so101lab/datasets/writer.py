@@ -1,0 +1,350 @@
+"""Writing LeRobot v3.0 datasets so that every finished episode is on disk at once.
+
+`save_episode` commits in an order that keeps the dataset loadable at every instant: videos
+(remux into temp + rename), data parquet (rewrite into temp + rename), tasks, the episodes
+parquet (the commit point: an episode exists once it is listed there), stats.json, info.json.
+A crash (even SIGKILL) loses only the episode in progress; reopening the dataset trims anything
+written past the last listed episode and appends after it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from so101lab import contract
+from so101lab.datasets import stats as stats_lib
+from so101lab.datasets.format import (
+    DATA_FILE_SIZE_MB,
+    DATA_PATH,
+    DEFAULT_FEATURES,
+    EPISODES_PATH,
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    VIDEO_FILE_SIZE_MB,
+    VIDEO_PATH,
+    comparable_features,
+    new_info,
+    next_chunk_file,
+    read_json,
+    read_parquet,
+    video_info,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+from so101lab.datasets.meta import DatasetMeta, tasks_table
+from so101lab.datasets.recorder import EpisodeData, EpisodeRecorder, VideoSettings
+from so101lab.datasets.video import CODEC_NAMES, append_video, truncate_video
+
+MB = 1024 * 1024
+
+
+class DatasetWriter:
+    """Creates a dataset at ``root`` (``features`` required) or appends to the one there.
+
+    Record with ``add_frame(frame, task)`` ... ``save_episode()`` (or ``discard_episode()``), or
+    record elsewhere with `new_recorder()` and commit the result with `save_episode(data)`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        features: dict[str, dict[str, Any]] | None = None,
+        fps: int = contract.CONTROL_HZ,
+        robot_type: str | None = contract.ROBOT_TYPE,
+        video: VideoSettings | None = None,
+        data_files_size_in_mb: float = DATA_FILE_SIZE_MB,
+        video_files_size_in_mb: float = VIDEO_FILE_SIZE_MB,
+    ) -> None:
+        self.root = Path(root)
+        self.video = video or VideoSettings()
+        if (self.root / INFO_PATH).exists():
+            self._open_existing(features, fps)
+        else:
+            if features is None:
+                raise ValueError(f"{self.root} holds no dataset; pass features to create one")
+            self._create(features, fps, robot_type)
+            self.info["data_files_size_in_mb"] = data_files_size_in_mb
+            self.info["video_files_size_in_mb"] = video_files_size_in_mb
+            write_json_atomic(self.info, self.root / INFO_PATH)
+        self._recorder: EpisodeRecorder | None = None
+        self._tasks_written = len(self.tasks)
+
+    # ---- creation / resume ---------------------------------------------------------------
+
+    def _create(self, features: dict[str, dict[str, Any]], fps: int, robot_type: str | None) -> None:
+        if self.root.exists() and any(self.root.iterdir()):
+            raise FileExistsError(f"{self.root} is not empty and holds no dataset (no {INFO_PATH})")
+        self.info = new_info(features, fps, robot_type)
+        codec = CODEC_NAMES.get(self.video.vcodec, self.video.vcodec)
+        for feature in self.info["features"].values():
+            if feature["dtype"] == "video":
+                h, w, _ = feature["shape"]
+                feature["info"] = video_info(h, w, codec, fps)
+        self.tasks: list[str] = []
+        self.episodes: list[dict[str, Any]] = []
+        self.episode_stats: list[dict[str, stats_lib.Stats]] = []
+        self._data_file = (0, 0)
+        self._video_files = {k: (0, 0) for k in self.video_keys}
+        self._meta_file = (0, 0)
+
+    def _open_existing(self, features: dict[str, dict[str, Any]] | None, fps: int) -> None:
+        meta = DatasetMeta(self.root) if (self.root / "meta" / "episodes").exists() else None
+        if meta is None:  # created, but no episode was ever saved
+            self.info = read_json(self.root / INFO_PATH)
+            self.tasks, self.episodes, self.episode_stats = [], [], []
+        else:
+            if meta.version != "v3.0":
+                raise ValueError(f"{self.root}: can only append to v3.0 datasets, this one is {meta.version}")
+            self.info, self.tasks, self.episodes, self.episode_stats = (
+                meta.info,
+                meta.tasks,
+                meta.episodes,
+                meta.episode_stats,
+            )
+        if features is not None:
+            have = comparable_features(
+                {k: f for k, f in self.info["features"].items() if k not in DEFAULT_FEATURES}
+            )
+            want = comparable_features({k: f for k, f in features.items() if k not in DEFAULT_FEATURES})
+            if have != want:
+                diff = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
+                raise ValueError(
+                    f"features do not match the existing dataset at {self.root} (differs in {diff}): "
+                    f"existing {[(k, have.get(k)) for k in diff]} "
+                    f"vs requested {[(k, want.get(k)) for k in diff]}"
+                )
+        if int(self.info["fps"]) != fps:
+            raise ValueError(
+                f"fps {fps} does not match the existing dataset at {self.root} ({self.info['fps']})"
+            )
+        for key in self.video_keys:
+            codec = self.info["features"][key].get("info", {}).get("video.codec")
+            if codec and codec != CODEC_NAMES.get(self.video.vcodec, self.video.vcodec):
+                raise ValueError(f"{key} of {self.root} is {codec}; cannot append with {self.video.vcodec}")
+        last = self.episodes[-1] if self.episodes else None
+        self._data_file = (last["data/chunk_index"], last["data/file_index"]) if last else (0, 0)
+        self._meta_file = (
+            (last["meta/episodes/chunk_index"], last["meta/episodes/file_index"]) if last else (0, 0)
+        )
+        self._video_files = {
+            k: (last[f"videos/{k}/chunk_index"], last[f"videos/{k}/file_index"]) if last else (0, 0)
+            for k in self.video_keys
+        }
+        self._repair()
+
+    def _repair(self) -> None:
+        """Remove whatever a crash left past the last committed episode, and temp files."""
+        for tmp in self.root.rglob(".*.tmp"):
+            tmp.unlink()
+        committed = {self._data_path(*self._data_file)} if self.episodes else set()
+        committed |= {self._episodes_path(*self._meta_file)} if self.episodes else set()
+        for key, (c, f) in self._video_files.items():
+            if self.episodes:
+                committed.add(self._video_path(key, c, f))
+        for pattern in ("data/*/*.parquet", "meta/episodes/*/*.parquet", "videos/*/*/*.mp4"):
+            for path in self.root.glob(pattern):
+                if path not in committed and not self._is_earlier_file(path):
+                    path.unlink()
+        if not self.episodes:
+            return
+        data_path = self._data_path(*self._data_file)
+        table = read_parquet(data_path)
+        end = self.episodes[-1]["dataset_to_index"]
+        keep = np.asarray(table["index"]) < end
+        if not keep.all():
+            write_parquet_atomic(table.filter(pa.array(keep)), data_path)
+        last = self.episodes[-1]
+        for key in self.video_keys:
+            truncate_video(self._video_path(key, *self._video_files[key]), last[f"videos/{key}/to_timestamp"])
+        meta_rows = [
+            ep
+            for ep in self.episodes
+            if (ep["meta/episodes/chunk_index"], ep["meta/episodes/file_index"]) == self._meta_file
+        ]
+        if read_parquet(self._episodes_path(*self._meta_file)).num_rows != len(meta_rows):
+            self._write_episodes_file()
+        self._write_meta()
+
+    def _is_earlier_file(self, path: Path) -> bool:
+        """Whether ``path`` is a file before the current one of its kind (so it is complete)."""
+        chunk, file = int(path.parent.name.split("-")[1]), int(path.stem.split("-")[1])
+        rel = path.relative_to(self.root).parts
+        if rel[0] == "data":
+            current = self._data_file
+        elif rel[0] == "meta":
+            current = self._meta_file
+        else:
+            current = self._video_files.get(rel[1], (-1, -1))
+        return bool(self.episodes) and (chunk, file) < current
+
+    # ---- recording -----------------------------------------------------------------------
+
+    @property
+    def features(self) -> dict[str, dict[str, Any]]:
+        return self.info["features"]
+
+    @property
+    def fps(self) -> int:
+        return int(self.info["fps"])
+
+    @property
+    def video_keys(self) -> list[str]:
+        return [k for k, f in self.features.items() if f["dtype"] == "video"]
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episodes)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.episodes[-1]["dataset_to_index"]) if self.episodes else 0
+
+    def new_recorder(self) -> EpisodeRecorder:
+        """A recorder for one episode of this dataset (may be sent to, or rebuilt in, another process)."""
+        return EpisodeRecorder(self.root, self.features, self.fps, self.video)
+
+    def add_frame(self, frame: dict[str, Any], task: str, timestamp: float | None = None) -> None:
+        if self._recorder is None:
+            self._recorder = self.new_recorder()
+        self._recorder.add_frame(frame, task, timestamp)
+
+    def discard_episode(self) -> None:
+        if self._recorder is not None:
+            self._recorder.discard()
+            self._recorder = None
+
+    def save_episode(self, data: EpisodeData | None = None) -> int:
+        """Commit an episode (the one being recorded, or a finished one); returns its episode_index."""
+        if data is None:
+            if self._recorder is None:
+                raise ValueError("no frames were added since the last save_episode")
+            recorder, self._recorder = self._recorder, None
+            data = recorder.finish()
+        return self._commit(data)
+
+    def close(self) -> None:
+        """Drop an unsaved episode; every saved one is already durable."""
+        self.discard_episode()
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- commit ----------------------------------------------------------------------------
+
+    def _commit(self, data: EpisodeData) -> int:
+        ep_index, start, n = len(self.episodes), self.num_frames, data.length
+        task_indices = np.array([self._task_index(t) for t in data.tasks], dtype=np.int64)
+        columns: dict[str, np.ndarray] = dict(data.values)
+        columns["timestamp"] = data.timestamps
+        columns["frame_index"] = np.arange(n, dtype=np.int64)
+        columns["episode_index"] = np.full(n, ep_index, dtype=np.int64)
+        columns["index"] = np.arange(start, start + n, dtype=np.int64)
+        columns["task_index"] = task_indices
+        ep_stats = {k: stats_lib.array_stats(v) for k, v in columns.items()}
+        for key, thumbs in data.thumbnails.items():
+            ep_stats[key] = stats_lib.image_stats(thumbs)
+
+        row: dict[str, Any] = {
+            "episode_index": ep_index,
+            "tasks": list(dict.fromkeys(data.tasks)),
+            "length": n,
+        }
+        for key in self.video_keys:  # 1. videos
+            path = data.videos[key]
+            c, f = self._video_files[key]
+            current = self._video_path(key, c, f)
+            limit = self.info["video_files_size_in_mb"] * MB
+            if current.exists() and current.stat().st_size + path.stat().st_size > limit:
+                c, f = self._video_files[key] = next_chunk_file(c, f, self.info["chunks_size"])
+                current = self._video_path(key, c, f)
+            from_ts = append_video(current, path)
+            row[f"videos/{key}/chunk_index"], row[f"videos/{key}/file_index"] = c, f
+            row[f"videos/{key}/from_timestamp"] = from_ts
+            row[f"videos/{key}/to_timestamp"] = from_ts + n / self.fps
+
+        table = self._data_table(columns)  # 2. data
+        c, f = self._data_file
+        path = self._data_path(c, f)
+        if path.exists() and path.stat().st_size >= self.info["data_files_size_in_mb"] * MB:
+            c, f = self._data_file = next_chunk_file(c, f, self.info["chunks_size"])
+            path = self._data_path(c, f)
+        if path.exists():
+            table = pa.concat_tables([read_parquet(path), table])
+        write_parquet_atomic(table, path)
+        row["data/chunk_index"], row["data/file_index"] = c, f
+        row["dataset_from_index"], row["dataset_to_index"] = start, start + n
+
+        if len(self.tasks) > self._tasks_written:  # 3. tasks
+            write_parquet_atomic(tasks_table(self.tasks), self.root / TASKS_PATH)
+            self._tasks_written = len(self.tasks)
+
+        current = self._episodes_path(*self._meta_file)  # 4. episodes: the commit point
+        if current.exists() and current.stat().st_size >= self.info["data_files_size_in_mb"] * MB:
+            self._meta_file = next_chunk_file(*self._meta_file, self.info["chunks_size"])
+        row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = self._meta_file
+        self.episodes.append(row)
+        self.episode_stats.append(ep_stats)
+        self._write_episodes_file()
+        self._write_meta()  # 5. stats and info
+        return ep_index
+
+    def _task_index(self, task: str) -> int:
+        if task not in self.tasks:
+            self.tasks.append(task)
+        return self.tasks.index(task)
+
+    def _data_table(self, columns: dict[str, np.ndarray]) -> pa.Table:
+        arrays, fields = [], []
+        for key, feature in self.features.items():
+            if feature["dtype"] in ("video", "image"):
+                continue
+            values = columns[key]
+            dtype = pa.from_numpy_dtype(np.dtype(feature["dtype"]))
+            shape = feature["shape"]
+            if key in DEFAULT_FEATURES or shape == [1]:
+                arr = pa.array(values.reshape(-1), type=dtype)
+            else:
+                flat = pa.array(values.reshape(-1), type=dtype)
+                arr = pa.FixedSizeListArray.from_arrays(flat, int(np.prod(shape)))
+            arrays.append(arr)
+            fields.append(pa.field(key, arr.type))
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+    def _write_episodes_file(self) -> None:
+        rows = []
+        for ep, st in zip(self.episodes, self.episode_stats, strict=True):
+            if (ep["meta/episodes/chunk_index"], ep["meta/episodes/file_index"]) != self._meta_file:
+                continue
+            flat = dict(ep)
+            for feature, values in st.items():
+                for name, value in values.items():
+                    flat[f"stats/{feature}/{name}"] = np.asarray(value).tolist()
+            rows.append(flat)
+        write_parquet_atomic(pa.Table.from_pylist(rows), self._episodes_path(*self._meta_file))
+
+    def _write_meta(self) -> None:
+        write_json_atomic(
+            stats_lib.to_jsonable(stats_lib.aggregate(self.episode_stats)), self.root / STATS_PATH
+        )
+        self.info["total_episodes"] = len(self.episodes)
+        self.info["total_frames"] = self.num_frames
+        self.info["total_tasks"] = len(self.tasks)
+        self.info["splits"] = {"train": f"0:{len(self.episodes)}"}
+        write_json_atomic(self.info, self.root / INFO_PATH)
+
+    def _data_path(self, chunk: int, file: int) -> Path:
+        return self.root / DATA_PATH.format(chunk_index=chunk, file_index=file)
+
+    def _episodes_path(self, chunk: int, file: int) -> Path:
+        return self.root / EPISODES_PATH.format(chunk_index=chunk, file_index=file)
+
+    def _video_path(self, key: str, chunk: int, file: int) -> Path:
+        return self.root / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
