@@ -1,9 +1,9 @@
 """Scripted experts: pick-and-place plans turned into smooth 30 Hz joint targets, as a teleoperator's.
 
 A task describes its plan as a list of `Pick`s (which cube, where to put it). The expert moves the
-tool centre point between waypoints along minimum-jerk paths at a human pace, solves IK each
-control step, waits for the servos to arrive before closing or opening the gripper, and retries a
-grasp that slipped.
+tool centre point and the gripper between waypoints along minimum-jerk paths at a human pace,
+solves IK each control step, waits for the servos to arrive before closing or opening the
+gripper, aims the cube (not the tool) at its target, and retries a grasp that slipped.
 """
 
 from __future__ import annotations
@@ -13,26 +13,44 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from so101lab.contract import CONTROL_DT, lerobot_to_radians, radians_to_lerobot
+from so101lab.contract import CONTROL_DT, radians_to_lerobot
 from so101lab.envs.base import SO101Env
 from so101lab.envs.ik import TcpIK, top_down_rotation
+from so101lab.envs.tasks.common import CUBE_HALF, TABLE_Z
 
 GRIPPER_OPEN = 35.0  # LeRobot gripper units: a ~55 mm jaw gap
 GRIPPER_CLOSED = 0.0  # commanded fully shut; the cube stops the jaw and the servo squeezes
+GRIPPER_SECONDS = 0.6  # a teleoperator closes or opens the jaw over about this long
 GRASP_ABOVE_CENTER = 0.006  # m: tcp above the cube centre so the fingertips clear the table
+FIXED_JAW_CLEARANCE = 0.004  # m: descend with the fixed jaw this far clear of the cube; closing
+# the moving jaw then slides the cube onto the fixed one
 HOVER = 0.045  # m above a grasp or release point (pointing straight down is reachable to ~0.1 m)
 LIFT = 0.07  # m a grasped cube is lifted before it is carried
 SPEED = 0.25  # m/s along a path
 MIN_SEGMENT = 0.4  # s
-SETTLE_STEPS = 15  # at most this many control steps waiting for the servos to arrive
+ARRIVE_TOLERANCE = 0.004  # m between the tool and its waypoint before the jaw acts
+MAX_WAIT_STEPS = 20  # control steps to wait for the arm to arrive or the jaw to stop
+MAX_RETRIES = 3
 
 
 @dataclass
 class Pick:
-    """Pick `cube` and, if `place` is given, release it at the tcp position `place()` returns."""
+    """Pick `cube` and, if `place` is given, release it so its centre ends up at `place()`
+    (a tcp-height point: the cube centre plus the grasp offset above it)."""
 
     cube: str
     place: Callable[[], np.ndarray] | None = None
+
+
+@dataclass
+class Waypoint:
+    """Where the tool and jaw should be at the end of a segment, and what to wait for there."""
+
+    position: np.ndarray
+    yaw: float
+    gripper: float
+    wait_arrival: bool = False  # hold until the real tool is at `position`
+    wait_jaw: bool = False  # hold until the jaw has stopped moving (gripped, or fully open)
 
 
 def min_jerk(s: float) -> float:
@@ -41,7 +59,11 @@ def min_jerk(s: float) -> float:
 
 
 class ScriptedExpert:
-    """Runs a task's plan. `act(obs)` reads the simulator through the env and returns joint targets."""
+    """Runs a task's plan. `act(obs)` reads the simulator through the env and returns joint targets.
+
+    The plan is re-read from the env at the start of every episode (detected by the sim clock
+    going back), so one expert serves a whole data-collection run.
+    """
 
     def __init__(self, env: SO101Env):
         self.env = env
@@ -49,107 +71,111 @@ class ScriptedExpert:
         self._last_time: float | None = None
 
     def reset(self) -> None:
-        """Start the plan of the env's current episode (called by `act` when a new episode begins)."""
         self.plan = self.env.expert_plan()
-        self._segments: list[tuple] = []  # queued (kind, payload) steps
+        self.retries = 0
         self._pick_index = 0
-        self._retries = 0
-        self._path: tuple[np.ndarray, np.ndarray, float, float, float] | None = None
-        self._wait = 0
+        self._queue: list[Waypoint | Callable[[], None]] = []
         self._q = self.env.data.qpos[self.env.qpos_adr].copy()
-        self._gripper = radians_to_lerobot(self._q)[5]
-        self._pos = self.env.tcp_position
-        self._yaw = self._current_yaw()
-        self._hold = None
+        x_axis = self.env.data.site_xmat[self.env.tcp_site].reshape(3, 3)[:, 0]
+        self._now = Waypoint(self.env.tcp_position, float(np.arctan2(x_axis[1], x_axis[0])),
+                             float(radians_to_lerobot(self._q)[5]))
+        self._segment: tuple[Waypoint, Waypoint, float] | None = None  # start, goal, duration
+        self._t = 0.0
+        self._waited = 0
 
     # ---- planning --------------------------------------------------------------------------
-    def _current_yaw(self) -> float:
-        x = self.env.data.site_xmat[self.env.tcp_site].reshape(3, 3)[:, 0]
-        return float(np.arctan2(x[1], x[0]))
-
     def _grasp_yaw(self, cube: str) -> float:
         """The cube face direction (mod 90 deg) closest to the gripper's present yaw."""
         w, _, _, z = self.env.object_pose(cube)[3:]
         cube_yaw = 2 * np.arctan2(z, w)
-        k = np.round((self._yaw - cube_yaw) / (np.pi / 2))
+        k = np.round((self._now.yaw - cube_yaw) / (np.pi / 2))
         return float(cube_yaw + k * np.pi / 2)
 
-    def _plan_pick(self, pick: Pick) -> None:
+    def _plan_pick(self) -> None:
+        pick = self.plan[self._pick_index]
         cube = self.env.object_pose(pick.cube)[:3]
-        grasp = cube + (0, 0, GRASP_ABOVE_CENTER)
         yaw = self._grasp_yaw(pick.cube)
-        self._segments += [
-            ("gripper", GRIPPER_OPEN),
-            ("move", (grasp + (0, 0, HOVER), yaw)),
-            ("move", (grasp, yaw)),
-            ("settle", (grasp, SETTLE_STEPS)),
-            ("gripper", GRIPPER_CLOSED),
-            ("move", (grasp + (0, 0, LIFT), yaw)),
-            ("check", pick),
+        jaw_axis = np.array([np.cos(yaw), np.sin(yaw), 0.0])  # from the fixed to the moving jaw
+        grasp = cube + (0, 0, GRASP_ABOVE_CENTER) - FIXED_JAW_CLEARANCE * jaw_axis
+        up = np.array([0.0, 0.0, 1.0])
+        self._queue += [
+            Waypoint(grasp + HOVER * up, yaw, GRIPPER_OPEN, wait_jaw=True),
+            Waypoint(grasp, yaw, GRIPPER_OPEN, wait_arrival=True),
+            Waypoint(grasp, yaw, GRIPPER_CLOSED, wait_jaw=True),
+            Waypoint(grasp + LIFT * up, yaw, GRIPPER_CLOSED),
+            self._after_lift,
         ]
 
-    def _plan_place(self, pick: Pick) -> None:
-        target = pick.place()
-        self._segments += [
-            ("move", (target + (0, 0, HOVER), self._yaw)),
-            ("move", (target, self._yaw)),
-            ("settle", (target, SETTLE_STEPS)),
-            ("gripper", GRIPPER_OPEN),
-            ("move", (target + (0, 0, HOVER), self._yaw)),
-            ("next", None),
-        ]
+    def _after_lift(self) -> None:
+        pick = self.plan[self._pick_index]
+        cube = self.env.object_pose(pick.cube)[:3]
+        if cube[2] < TABLE_Z + CUBE_HALF + 0.02:  # the grasp slipped: try again
+            if self.retries < MAX_RETRIES:
+                self.retries += 1
+                self._plan_pick()
+                return
+        elif pick.place is not None:
+            # Aim the cube, not the tool: correct for where the cube actually sits in the grasp.
+            in_hand = self.env.tcp_position - cube
+            target = pick.place() + (in_hand[0], in_hand[1], 0.0)
+            up = np.array([0.0, 0.0, 1.0])
+            yaw = self._now.yaw
+            self._queue += [
+                Waypoint(target + HOVER * up, yaw, GRIPPER_CLOSED),
+                Waypoint(target, yaw, GRIPPER_CLOSED, wait_arrival=True),
+                Waypoint(target, yaw, GRIPPER_OPEN, wait_jaw=True),
+                Waypoint(target + HOVER * up, yaw, GRIPPER_OPEN),
+            ]
+        self._queue.append(self._next_pick)
+
+    def _next_pick(self) -> None:
+        self._pick_index += 1
+        self.retries = 0
 
     # ---- acting ----------------------------------------------------------------------------
     def act(self, obs: dict | None = None) -> np.ndarray:
         if self._last_time is None or self.env.data.time < self._last_time:
             self.reset()
         self._last_time = self.env.data.time
-        if self._path is None and self._wait == 0:
-            self._advance()
-        if self._wait > 0:
-            self._wait -= 1
-        elif self._path is not None:
-            start, goal, yaw0, yaw1, duration, t = self._path
-            t += CONTROL_DT
-            s = min_jerk(t / duration)
-            self._pos = start + s * (goal - start)
-            self._yaw = yaw0 + s * (yaw1 - yaw0)
-            self._path = None if t >= duration else (start, goal, yaw0, yaw1, duration, t)
-        q_arm, _ = self.ik.solve(self._q, self._pos, top_down_rotation(self._yaw))
+        if self._segment is None:
+            self._start_next_segment()
+        if self._segment is not None:
+            self._follow_segment()
+        q_arm, _ = self.ik.solve(self._q, self._now.position, top_down_rotation(self._now.yaw))
         self._q[:5] = q_arm
         action = radians_to_lerobot(self._q)
-        action[5] = self._gripper
+        action[5] = self._now.gripper
         return action.astype(np.float32)
 
-    def _advance(self) -> None:
-        while not self._segments:
-            if self._pick_index >= len(self.plan):
-                return  # plan done: hold the last pose
-            self._plan_pick(self.plan[self._pick_index])
-        kind, payload = self._segments.pop(0)
-        if kind == "gripper":
-            self._gripper = payload
-            self._wait = 12  # ~0.4 s for the jaw to travel and grip
-        elif kind == "move":
-            goal, yaw = payload
-            distance = np.linalg.norm(goal - self._pos) + 0.05 * abs(yaw - self._yaw)
-            self._path = (self._pos.copy(), np.asarray(goal, float), self._yaw, yaw,
-                          max(distance / SPEED, MIN_SEGMENT), 0.0)
-        elif kind == "settle":
-            # Wait (bounded) until the real tcp is within 4 mm of the target despite servo lag.
-            target, remaining = payload
-            if np.linalg.norm(self.env.tcp_position - target) > 0.004 and remaining > 0:
-                self._segments.insert(0, ("settle", (target, remaining - 1)))
-                self._wait = 1
-        elif kind == "check":
-            pick: Pick = payload
-            lifted = self.env.object_pose(pick.cube)[2] > 0.0125 + 0.02
-            if not lifted and self._retries < 3:
-                self._retries += 1
-                self._plan_pick(pick)
-            elif pick.place is not None:
-                self._plan_place(pick)
-            else:
-                self._segments.append(("next", None))
-        elif kind == "next":
-            self._pick_index += 1
+    def _start_next_segment(self) -> None:
+        while self._segment is None:
+            if not self._queue:
+                if self._pick_index >= len(self.plan):
+                    return  # plan done: hold the last pose
+                self._plan_pick()
+            item = self._queue.pop(0)
+            if callable(item):
+                item()
+                continue
+            distance = np.linalg.norm(item.position - self._now.position) + 0.05 * abs(item.yaw - self._now.yaw)
+            duration = max(distance / SPEED, MIN_SEGMENT,
+                           GRIPPER_SECONDS * abs(item.gripper - self._now.gripper) / GRIPPER_OPEN)
+            start = Waypoint(self._now.position.copy(), self._now.yaw, self._now.gripper)
+            self._segment, self._t, self._waited = (start, item, duration), 0.0, 0
+
+    def _follow_segment(self) -> None:
+        start, goal, duration = self._segment
+        if self._t < duration:
+            self._t += CONTROL_DT
+            s = min_jerk(self._t / duration)
+            self._now = Waypoint(start.position + s * (goal.position - start.position),
+                                 start.yaw + s * (goal.yaw - start.yaw),
+                                 start.gripper + s * (goal.gripper - start.gripper))
+            return
+        arrived = np.linalg.norm(self.env.tcp_position - goal.position) < ARRIVE_TOLERANCE
+        jaw_still = abs(self.env.data.qvel[self.env.servos.dof_adr[5]]) < 0.05
+        waiting = (goal.wait_arrival and not arrived) or (goal.wait_jaw and not jaw_still)
+        if waiting and self._waited < MAX_WAIT_STEPS:
+            self._waited += 1
+        else:
+            self._segment = None
