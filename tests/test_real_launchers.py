@@ -132,16 +132,24 @@ def test_record_writes_a_lerobot_dataset_from_the_virtual_arm(recorded):
     item = LeRobotDataset(recorded)[31]
     assert item["observation.images.front"].shape == (3, 48, 64)
     assert item["task"]
-    state = np.stack([LeRobotDataset(recorded)[i]["observation.state"].numpy() for i in range(30)])
-    action = np.stack([LeRobotDataset(recorded)[i]["action"].numpy() for i in range(30)])
-    assert np.abs(state[-1] - action[-2]).max() < 8  # the arm followed the expert's targets
+    dataset = LeRobotDataset(recorded)
+    state = np.stack([dataset[i]["observation.state"].numpy() for i in range(30)])
+    action = np.stack([dataset[i]["action"].numpy() for i in range(30)])
+    # The arm followed the expert's targets: tracking error (one step of lag) is small next to
+    # how far the arm moved.
+    tracking = np.abs(state[1:] - action[:-1]).mean()
+    motion = np.abs(state[1:] - state[0]).mean()
+    assert tracking < 0.5 * motion, (tracking, motion)
 
 
 def test_replay_follows_the_recorded_actions(recorded):
-    # Episode 1 was recorded on scene seed 5 + 1: replaying from the same start reproduces it.
+    # Episode 1 was recorded on scene seed 5 + 1: replaying from the same start reproduces it,
+    # up to real-time jitter: far closer than an arm that stayed where it started.
     report = replay_real.run(replay_real.Args(port="virtual:PickCube", root=recorded, episode=1, seed=6))
     assert report["frames"] == 30
-    assert report["mean_abs_state_error"] < 3.0  # degrees; real-time jitter moves samples a little
+    recorded_states = replay_real.episode_columns(recorded, 1)["observation.state"]
+    standing_still = np.abs(recorded_states - recorded_states[0]).mean()
+    assert report["mean_abs_state_error"] < 0.5 * standing_still, (report, standing_still)
     with pytest.raises(SystemExit, match=r"episodes 0\.\.1, not 7"):
         replay_real.run(replay_real.Args(port="virtual:PickCube", root=recorded, episode=7))
 
@@ -154,6 +162,8 @@ def test_deploy_expert_on_the_virtual_arm(tmp_path):
     (episode,) = summary["episodes"]
     assert episode["seed"] == 3 and episode["steps"] == 30 and episode["task"]
     with pytest.raises(SystemExit, match="needs a virtual arm"):
+        deploy.run(deploy.Args(port="/dev/null", policy="expert", task="pick"))
+    with pytest.raises(SystemExit, match="--task"):
         deploy.run(deploy.Args(port="/dev/null", policy="expert"))
 
 

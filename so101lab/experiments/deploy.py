@@ -87,6 +87,8 @@ def run(args: Args) -> dict:
     results = []
     with contextlib.ExitStack() as stack:
         port = stack.enter_context(open_port(args.port, args.seed))
+        if port.world is None and not args.task:
+            raise SystemExit("give the instruction with --task (a virtual scene supplies its own)")
         act, reset_policy = load_policy(args, port)
         cams = open_cameras(args.cameras, port, args.image_size)
         env = SO101RealEnv(port.path, resolve_calibration(args.calibration, port), cams,

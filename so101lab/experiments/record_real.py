@@ -71,6 +71,8 @@ def run(args: Args) -> Path:
             raise SystemExit("--teleop expert needs a virtual arm (--port virtual:<Task>)")
         if args.teleop == "leader" and args.leader_port is None:
             raise SystemExit("--teleop leader needs --leader-port")
+        if port.world is None and not args.task:
+            raise SystemExit("give the episodes' instruction with --task")
         cams = open_cameras(args.cameras, port, args.image_size)
         env = SO101RealEnv(port.path, resolve_calibration(args.calibration, port), cams,
                            image_size=args.image_size, task=args.task, episode_hooks=port.world)
@@ -94,8 +96,6 @@ def run(args: Args) -> Path:
                 wait_for_enter(f"Reset the scene; press Enter to record episode {ep + 1}/{args.episodes}.")
             obs, info = env.reset(seed=args.seed + ep)
             task = info["task"] or args.task
-            if not task:
-                raise SystemExit("give the episode's instruction with --task")
             for _ in range(steps):
                 action = act(obs)
                 frame = {FEATURE_STATE: obs[OBS_STATE], FEATURE_ACTION: action}

@@ -54,7 +54,7 @@ def validate(cal: Calibration, source: str = "calibration") -> Calibration:
 
 
 def load_calibration(path: str | Path) -> Calibration:
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists():
         raise CalibrationError(f"calibration file {path} does not exist; run `so101lab calibrate` first")
     try:
@@ -72,7 +72,7 @@ def load_calibration(path: str | Path) -> Calibration:
 
 
 def save_calibration(cal: Calibration, path: str | Path) -> Path:
-    path = Path(path)
+    path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({n: asdict(c) for n, c in validate(cal).items()}, indent=4))
     return path
