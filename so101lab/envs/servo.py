@@ -178,17 +178,22 @@ class Servos:
     def substep(self, data: mujoco.MjData) -> None:
         """Advance the firmware by one physics step: take due commands, slew, write ctrl.
 
-        A command falling due inside the step acts for the part of the step after it, so the
-        response is continuous in the latency (the fitter differentiates through it).
+        The goal for the step is the time average of the commands over it, so a command falling
+        due mid-step acts for the part of the step after it: the response is continuous in the
+        latency (the fitter differentiates through it) and in when commands are sent.
         """
         dt = self.physics_dt
-        end = data.time + dt
-        while self._queue and self._queue[0][0] <= data.time + 1e-9:
-            self._pending = self._queue.popleft()[1]
-        target = self._pending
-        if self._queue and self._queue[0][0] < end:
-            due, upcoming = self._queue[0]
-            target = self._pending + (upcoming - self._pending) * ((end - due) / dt)
+        cursor, end = data.time, data.time + dt
+        current, weighted = self._pending, np.zeros_like(self._pending)
+        while self._queue and self._queue[0][0] < end - 1e-12:
+            due, command = self._queue.popleft()
+            if due > cursor:
+                weighted += current * (due - cursor)
+                cursor = due
+            current = command
+        weighted += current * (end - cursor)
+        self._pending = current
+        target = weighted / dt
         p = self.params
         step = p.max_velocity * dt
         self._goal += np.clip(target - self._goal, -step, step)
