@@ -56,8 +56,9 @@ def test_same_spaces_keys_and_units_as_sim(world):
         assert set(obs) == {OBS_STATE, OBS_PIXELS} and set(obs[OBS_PIXELS]) == {"front", "wrist"}
         assert env.observation_space.contains(obs)
         assert info["task"] == world.sim.task and info["is_success"] is False
-        # The serial state in LeRobot units equals the sim's joint positions (to a tick or so).
-        np.testing.assert_allclose(obs[OBS_STATE], world.sim.joint_positions, atol=0.3)
+        # The serial state in LeRobot units equals the sim's joint positions (to a tick, plus what
+        # the settling arm moves between the serial read and this look at the sim).
+        np.testing.assert_allclose(obs[OBS_STATE], world.sim.joint_positions, atol=1.0)
         target = obs[OBS_STATE] + np.array([8, 5, -5, 5, 10, 10], dtype=np.float32)
         for _ in range(20):
             obs, _, _, truncated, info = env.step(target)
