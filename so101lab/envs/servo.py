@@ -30,16 +30,16 @@ class ServoParams:
     """Parameters of one STS3215 position servo (SI units, joint side)."""
 
     p_gain: float = 16.0  # firmware P_Coefficient (LeRobot writes 16)
-    kp_per_p: float = 1.443  # actuator stiffness (N m/rad) per unit of firmware P
-    kv: float = 0.426  # velocity gain inside the saturation (N m s/rad); bench firmware D = 0
-    force_limit: float = 6.72  # N m: torque at full drive (stall)
-    damping: float = 0.894  # joint damping with torque on (N m s/rad): back-EMF plus gearbox
-    damping_off: float = 0.0652  # joint damping with torque off (N m s/rad): gearbox only
-    armature: float = 0.0238  # reflected rotor inertia (kg m^2)
-    frictionloss: float = 0.100  # N m: gearbox Coulomb friction at no load
-    friction_load: float = 0.276  # extra friction per N m the motor transmits (gear efficiency)
-    latency: float = 0.0299  # s from a command being sent to the servo acting on it
-    max_velocity: float = 4.96  # rad/s: firmware slew limit of the goal (inf: none)
+    kp_per_p: float = 1.438  # actuator stiffness (N m/rad) per unit of firmware P
+    kv: float = 0.615  # velocity gain inside the saturation (N m s/rad); bench firmware D = 0
+    force_limit: float = 5.88  # N m: torque at full drive (stall)
+    damping: float = 0.774  # joint damping with torque on (N m s/rad): back-EMF plus gearbox
+    damping_off: float = 0.0665  # joint damping with torque off (N m s/rad): gearbox only
+    armature: float = 0.0243  # reflected rotor inertia (kg m^2)
+    frictionloss: float = 0.0982  # N m: gearbox Coulomb friction at no load
+    friction_load: float = 0.265  # extra friction per N m the motor transmits (gear efficiency)
+    latency: float = 0.0291  # s from a command being sent to the servo acting on it
+    max_velocity: float = 4.93  # rad/s: firmware slew limit of the goal (inf: none)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
