@@ -93,7 +93,8 @@ class DatasetWriter:
         self._meta_file = (0, 0)
 
     def _open_existing(self, features: dict[str, dict[str, Any]] | None, fps: int) -> None:
-        meta = DatasetMeta(self.root) if (self.root / "meta" / "episodes").exists() else None
+        committed = any((self.root / "meta" / "episodes").glob("*/*.parquet"))
+        meta = DatasetMeta(self.root) if committed else None
         if meta is None:  # created, but no episode was ever saved
             self.info = read_json(self.root / INFO_PATH)
             self.tasks, self.episodes, self.episode_stats = [], [], []
