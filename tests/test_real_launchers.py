@@ -206,3 +206,36 @@ def test_deploy_a_smolvla_checkpoint_on_the_virtual_arm(tmp_path):
                                      vlm_dir=fixture / "vlm", cameras=("front", "wrist"), image_size=(48, 64),
                                      episodes=1, episode_seconds=1.0, max_relative_target=10.0))
     assert summary["episodes"][0]["steps"] == 30
+
+
+def test_record_from_another_process_through_the_served_virtual_world(tmp_path):
+    """`so101lab virtual-arm --task PickCube` in one process; a leader-arm recording in this one."""
+    sock = tmp_path / "world.sock"
+    cmd = [sys.executable, "-m", "so101lab.experiments.cli", "virtual-arm", "--task", "PickCube",
+           "--seconds", "120", "--socket", str(sock)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert lines[1].strip() == f"with cameras and episodes: --port virtual@{sock}", lines
+        with VirtualArm(seed=8) as leader_arm:
+            leader_cal = save_calibration(leader_arm.calibration(), tmp_path / "leader.json")
+            leader_arm.move_by_hand({"shoulder_pan": 0.3, "elbow_flex": 0.4, "gripper": 0.6})
+            root = tmp_path / "remote"
+            record_real.run(record_real.Args(
+                port=f"virtual@{sock}", root=root, cameras=("front",), image_size=(48, 64),
+                leader_port=leader_arm.port, leader_calibration=leader_cal, episodes=1,
+                episode_seconds=0.5, calibration=tmp_path / "missing.json"))
+        from so101lab.datasets import LeRobotDataset
+
+        dataset = LeRobotDataset(root)
+        assert len(dataset) == 15 and dataset[0]["task"].startswith("pick up the")
+        assert dataset[14]["observation.images.front"].shape == (3, 48, 64)
+        # The follower in the other process moved towards the leader's pose.
+        np.testing.assert_allclose(dataset[0]["action"].numpy(), dataset[14]["action"].numpy(), atol=0.5)
+        first, last = dataset[0]["observation.state"].numpy(), dataset[14]["observation.state"].numpy()
+        goal = dataset[14]["action"].numpy()
+        assert np.abs(last - goal).mean() < np.abs(first - goal).mean()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert not sock.exists()

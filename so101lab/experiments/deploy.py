@@ -66,7 +66,8 @@ def load_policy(args: Args, port: Port) -> tuple[Policy, Callable[[], None]]:
     """(act(obs, task) -> action, reset()) for a checkpoint or the virtual scene's expert."""
     if args.policy == "expert":
         if port.world is None:
-            raise SystemExit("--policy expert needs a virtual arm (--port virtual:<Task>): it reads the sim")
+            raise SystemExit("--policy expert needs an in-process virtual arm (--port virtual:<Task>): "
+                             "it reads the sim")
         from so101lab.envs import make_expert
 
         world = port.world
@@ -87,12 +88,12 @@ def run(args: Args) -> dict:
     results = []
     with contextlib.ExitStack() as stack:
         port = stack.enter_context(open_port(args.port, args.seed))
-        if port.world is None and not args.task:
+        if port.hooks is None and not args.task:
             raise SystemExit("give the instruction with --task (a virtual scene supplies its own)")
         act, reset_policy = load_policy(args, port)
         cams = open_cameras(args.cameras, port, args.image_size)
         env = SO101RealEnv(port.path, resolve_calibration(args.calibration, port), cams,
-                           image_size=args.image_size, task=args.task, episode_hooks=port.world,
+                           image_size=args.image_size, task=args.task, episode_hooks=port.hooks,
                            max_relative_target=args.max_relative_target)
         stack.callback(env.close)
         seconds = args.episode_seconds
@@ -101,19 +102,19 @@ def run(args: Args) -> dict:
         steps = round((seconds or 30.0) * CONTROL_HZ)
         for ep in range(args.episodes):
             seed = args.seed + ep
-            if port.world is None:
+            if port.hooks is None:
                 wait_for_enter(f"Reset the scene; press Enter to start episode {ep + 1}/{args.episodes}.")
             obs, info = env.reset(seed=seed)
             reset_policy()
             task = info["task"] or args.task
-            abort = EnterPressed("Press Enter to end the episode.") if port.world is None else (lambda: False)
+            abort = EnterPressed("Press Enter to end the episode.") if port.hooks is None else (lambda: False)
             done = 0
             while done < steps:
                 obs, _, terminated, _, info = env.step(act(obs, task))
                 done += 1
                 if terminated or abort():
                     break
-            success = info["is_success"] if port.world is not None else ask_yes_no("Did it succeed?")
+            success = info["is_success"] if port.hooks is not None else ask_yes_no("Did it succeed?")
             results.append({"seed": seed, "success": bool(success), "steps": done, "task": task})
             print(json.dumps(results[-1]), flush=True)
         summary = {"success_rate": float(np.mean([r["success"] for r in results])), "episodes": results,

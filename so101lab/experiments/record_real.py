@@ -68,14 +68,14 @@ def run(args: Args) -> Path:
     with contextlib.ExitStack() as stack:
         port = stack.enter_context(open_port(args.port, args.seed))
         if args.teleop == "expert" and port.world is None:
-            raise SystemExit("--teleop expert needs a virtual arm (--port virtual:<Task>)")
+            raise SystemExit("--teleop expert needs an in-process virtual arm (--port virtual:<Task>)")
         if args.teleop == "leader" and args.leader_port is None:
             raise SystemExit("--teleop leader needs --leader-port")
-        if port.world is None and not args.task:
+        if port.hooks is None and not args.task:
             raise SystemExit("give the episodes' instruction with --task")
         cams = open_cameras(args.cameras, port, args.image_size)
         env = SO101RealEnv(port.path, resolve_calibration(args.calibration, port), cams,
-                           image_size=args.image_size, task=args.task, episode_hooks=port.world)
+                           image_size=args.image_size, task=args.task, episode_hooks=port.hooks)
         stack.callback(env.close)
         writer = stack.enter_context(DatasetWriter(args.root, robot_features(env.specs)))
         if args.teleop == "leader":
@@ -92,7 +92,7 @@ def run(args: Args) -> Path:
                     return expert.act(obs)
 
         for ep in range(args.episodes):
-            if port.world is None:
+            if port.hooks is None:
                 wait_for_enter(f"Reset the scene; press Enter to record episode {ep + 1}/{args.episodes}.")
             obs, info = env.reset(seed=args.seed + ep)
             task = info["task"] or args.task

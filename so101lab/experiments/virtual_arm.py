@@ -3,12 +3,14 @@
     so101lab virtual-arm --task PickCube          # the arm in the PickCube scene (MuJoCo)
     so101lab virtual-arm --task none --factory    # bare motors as shipped: try setup-motors
 
-Every hardware command then works against it (`--port /dev/pts/N`). Cameras of the virtual scene
-render in-process only: use `--port virtual:PickCube` on record/deploy to have them.
+Every hardware command then works against it (`--port /dev/pts/N`). With a task, the scene's
+cameras, episode resets and success are served on a Unix socket too: give record/replay/deploy
+`--port virtual@<socket>` (printed at start) to use them from another shell.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 from so101lab.real.calibration import save_calibration
 from so101lab.real.physics import FirstOrderPhysics
 from so101lab.real.virtual_arm import Faults, VirtualArm
+from so101lab.real.virtual_remote import WorldServer
 from so101lab.real.virtual_world import VirtualWorld
 
 
@@ -37,6 +40,8 @@ class Args:
     """Probability that a reply packet has a corrupted byte."""
     seconds: float | None = None
     """Stop after this many seconds (default: run until Ctrl-C)."""
+    socket: Path | None = None
+    """Unix socket serving the scene's cameras and episodes (default /tmp/so101lab-virtual-<pid>.sock)."""
 
 
 def main(args: Args) -> None:
@@ -52,7 +57,11 @@ def main(args: Args) -> None:
             raise SystemExit("--calibration-out needs a --task scene (its joint ranges)")
         print(f"calibration: {save_calibration(world.calibration(), args.calibration_out)}", flush=True)
     arm.start()
+    server = None
     print(f"port: {arm.port}", flush=True)
+    if world is not None:
+        server = WorldServer(world, args.socket or Path(f"/tmp/so101lab-virtual-{os.getpid()}.sock"))
+        print(f"with cameras and episodes: --port virtual@{server.path}", flush=True)
     print("virtual SO-101 running; Ctrl-C to stop", flush=True)
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
     try:
@@ -61,6 +70,8 @@ def main(args: Args) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        if server is not None:
+            server.close()
         if world is not None:
             world.stop()
         else:

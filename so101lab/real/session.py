@@ -1,7 +1,9 @@
-"""What the hardware launchers share: port specs (real or ``virtual:<Task>``), cameras, prompts.
+"""What the hardware launchers share: port specs, cameras, keyboard prompts.
 
-``--port virtual:PickCube`` starts a virtual arm in the launcher's own process, so its cameras
-(which render the same MuJoCo scene) can be used too; a plain path is a serial port.
+``--port`` is a serial path, ``virtual:PickCube`` (a virtual arm started in the launcher's own
+process) or ``virtual@/tmp/so101lab-virtual-N.sock`` (the one a `so101lab virtual-arm` process
+serves); with a virtual arm, bare camera names are its scene's cameras and the scene resets
+episodes and judges success.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from so101lab.contract import DEFAULT_IMAGE_SIZE
 from so101lab.real.calibration import Calibration
 from so101lab.real.cameras import CameraSource, FFmpegCamera
+from so101lab.real.env import EpisodeHooks
+from so101lab.real.virtual_remote import REMOTE_PREFIX, RemoteWorld
 from so101lab.real.virtual_world import VirtualWorld
 
 CALIBRATION_DIR = Path.home() / ".cache" / "so101lab" / "calibration"
@@ -29,15 +33,37 @@ def default_calibration(role: str = "follower") -> Path:
 
 @dataclass
 class Port:
-    """A resolved ``--port``: the serial path, and the in-process virtual world if there is one."""
+    """A resolved ``--port``: the serial path, and the virtual world behind it if there is one
+    (``world`` in this process, or ``remote`` in a `so101lab virtual-arm` process)."""
 
     path: str
     world: VirtualWorld | None = None
+    remote: RemoteWorld | None = None
+
+    @property
+    def hooks(self) -> EpisodeHooks | None:
+        """Who resets episodes and judges success (None on hardware: the operator)."""
+        return self.world or self.remote
+
+    def virtual_camera(self, name: str, height: int, width: int) -> CameraSource:
+        if self.world is not None:
+            return self.world.camera(name, height, width)
+        if self.remote is not None:
+            return self.remote.camera(name, height, width)
+        raise ValueError(f"camera {name!r} needs a device (name=/dev/videoN) on a real arm")
 
 
 @contextlib.contextmanager
 def open_port(spec: str, seed: int = 0) -> Iterator[Port]:
-    """``/dev/ttyACM0`` as is, or ``virtual:<Task>`` -> a running virtual world (stopped on exit)."""
+    """``/dev/ttyACM0`` as is; ``virtual:<Task>`` -> a virtual world started here (stopped on exit);
+    ``virtual@<socket>`` -> the world a `so101lab virtual-arm` process serves."""
+    if spec.startswith(REMOTE_PREFIX):
+        remote = RemoteWorld(spec.removeprefix(REMOTE_PREFIX))
+        try:
+            yield Port(remote.port, remote=remote)
+        finally:
+            remote.close()
+        return
     if not spec.startswith(VIRTUAL_PREFIX):
         yield Port(spec)
         return
@@ -55,12 +81,7 @@ def open_cameras(specs: tuple[str, ...], port: Port, image_size: tuple[int, int]
     cams: dict[str, CameraSource] = {}
     for spec in specs:
         name, _, device = spec.partition("=")
-        if device:
-            cams[name] = FFmpegCamera(device, *image_size)
-        elif port.world is not None:
-            cams[name] = port.world.camera(name, *image_size)
-        else:
-            raise ValueError(f"camera {spec!r} needs a device (name=/dev/videoN) on a real arm")
+        cams[name] = FFmpegCamera(device, *image_size) if device else port.virtual_camera(name, *image_size)
     return cams
 
 
@@ -129,6 +150,7 @@ class EnterPressed:
 
 def resolve_calibration(path: Path, port: Port) -> Path | Calibration:
     """The calibration file; on a virtual arm without one, the calibration that arm would get."""
-    if port.world is not None and not Path(path).exists():
-        return port.world.calibration()
+    virtual = port.world or port.remote
+    if virtual is not None and not Path(path).expanduser().exists():
+        return virtual.calibration()
     return path
