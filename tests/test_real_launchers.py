@@ -161,7 +161,7 @@ def test_deploy_expert_on_the_virtual_arm(tmp_path):
     assert json.loads(out.read_text()) == summary
     (episode,) = summary["episodes"]
     assert episode["seed"] == 3 and episode["steps"] == 30 and episode["task"]
-    with pytest.raises(SystemExit, match="needs a virtual arm"):
+    with pytest.raises(SystemExit, match="needs an in-process virtual arm"):
         deploy.run(deploy.Args(port="/dev/null", policy="expert", task="pick"))
     with pytest.raises(SystemExit, match="--task"):
         deploy.run(deploy.Args(port="/dev/null", policy="expert"))
