@@ -16,6 +16,7 @@ import tyro
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("so101lab.experiments.demo", "Main job: scripted demos in sim for every task, report + video."),
     "check-experts": ("so101lab.experiments.check_experts", "Success table of the scripted experts."),
+    "collect": ("so101lab.experiments.collect", "Collect a LeRobot dataset in sim with the scripted expert."),
     "train": ("so101lab.experiments.train", "Train/fine-tune SmolVLA on a LeRobot dataset (resumable)."),
     "eval": ("so101lab.experiments.eval", "Evaluate a policy checkpoint in sim: success rate, videos."),
     "virtual-arm": ("so101lab.experiments.virtual_arm", "A virtual SO-101 on a pty; prints its port."),
