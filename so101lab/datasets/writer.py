@@ -41,6 +41,7 @@ from so101lab.datasets.recorder import EpisodeData, EpisodeRecorder, VideoSettin
 from so101lab.datasets.video import CODEC_NAMES, append_video, truncate_video
 
 MB = 1024 * 1024
+_RESERVED_COLUMNS = ("episode_index", "tasks", "length", "dataset_from_index", "dataset_to_index")
 
 
 class DatasetWriter:
@@ -219,14 +220,21 @@ class DatasetWriter:
             self._recorder.discard()
             self._recorder = None
 
-    def save_episode(self, data: EpisodeData | None = None) -> int:
-        """Commit an episode (the one being recorded, or a finished one); returns its episode_index."""
+    def save_episode(self, data: EpisodeData | None = None, extra: dict[str, Any] | None = None) -> int:
+        """Commit an episode (the one being recorded, or a finished one); returns its episode_index.
+
+        ``extra`` adds scalar columns to the episode's row in meta/episodes (e.g. seed, success);
+        LeRobot's reader carries them along untouched.
+        """
         if data is None:
             if self._recorder is None:
                 raise ValueError("no frames were added since the last save_episode")
             recorder, self._recorder = self._recorder, None
             data = recorder.finish()
-        return self._commit(data)
+        reserved = [k for k in extra or {} if k in _RESERVED_COLUMNS or "/" in k]
+        if reserved:
+            raise ValueError(f"extra episode columns {reserved} clash with LeRobot's episode columns")
+        return self._commit(data, extra or {})
 
     def close(self) -> None:
         """Drop an unsaved episode; every saved one is already durable."""
@@ -240,7 +248,7 @@ class DatasetWriter:
 
     # ---- commit ----------------------------------------------------------------------------
 
-    def _commit(self, data: EpisodeData) -> int:
+    def _commit(self, data: EpisodeData, extra: dict[str, Any]) -> int:
         ep_index, start, n = len(self.episodes), self.num_frames, data.length
         task_indices = np.array([self._task_index(t) for t in data.tasks], dtype=np.int64)
         columns: dict[str, np.ndarray] = dict(data.values)
@@ -257,6 +265,7 @@ class DatasetWriter:
             "episode_index": ep_index,
             "tasks": list(dict.fromkeys(data.tasks)),
             "length": n,
+            **extra,
         }
         for key in self.video_keys:  # 1. videos
             path = data.videos[key]

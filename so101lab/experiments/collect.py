@@ -1,0 +1,190 @@
+"""Collect a LeRobot dataset in sim with the scripted expert, in parallel worker processes.
+
+    so101lab collect --env-id so101lab/PickCube-v0 --episodes 10 --root data/pick_cube --workers 2
+
+Each worker runs whole episodes (env, expert, rendering and video encoding) and hands back a
+small finished episode; the main process commits it, so each saved episode is on disk at once
+and an interrupted run keeps everything saved so far (rerun with the same --root to append).
+Episode k of the run uses seed ``--seed + k``; the seed and success are stored as columns of
+meta/episodes. The task string is the env's language instruction (``info["task"]``).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import sys
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from so101lab.contract import (
+    DEFAULT_CAMERAS,
+    DEFAULT_IMAGE_SIZE,
+    FEATURE_ACTION,
+    FEATURE_STATE,
+    OBS_PIXELS,
+    OBS_STATE,
+    CameraSpec,
+    image_feature,
+)
+
+
+@dataclass
+class Args:
+    root: Path
+    """Dataset directory (created, or appended to if it holds a dataset)."""
+    env_id: str = "so101lab/PickCube-v0"
+    """Sim task to collect."""
+    episodes: int = 10
+    """Episodes to save."""
+    workers: int = 2
+    """Worker processes (each runs env + expert + video encoding)."""
+    seed: int = 0
+    """Seed of the first episode; later attempts use the following seeds."""
+    cameras: tuple[str, ...] = DEFAULT_CAMERAS
+    """Cameras to record."""
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
+    """Camera image (height, width)."""
+    keep_failed: bool = False
+    """Save episodes where the expert failed too (otherwise they are dropped and another seed runs)."""
+    max_attempts: int | None = None
+    """Give up after this many episodes were run (default: 2 x episodes + 10)."""
+    vcodec: str = "libsvtav1"
+    """Video codec: libsvtav1 (LeRobot's default) or h264."""
+
+
+@dataclass
+class _Job:
+    root: Path
+    env_id: str
+    cameras: tuple[str, ...]
+    image_size: tuple[int, int]
+    features: dict[str, Any]
+    vcodec: str
+    keep_failed: bool
+
+
+_ENV: dict[str, Any] = {}  # per worker process: the env of its job, built once
+
+
+def run_episode(job: _Job, seed: int) -> dict[str, Any]:
+    """One expert episode recorded into a temp episode (not committed); runs in a worker."""
+    import gymnasium as gym
+
+    import so101lab  # noqa: F401  (registers the envs in spawned workers)
+    from so101lab.datasets import EpisodeRecorder, VideoSettings
+    from so101lab.envs import make_expert
+
+    if _ENV.get("id") != job.env_id:
+        _ENV.update(
+            id=job.env_id,
+            env=gym.make(job.env_id, obs_mode="pixels_agent_pos", cameras=job.cameras, image_size=job.image_size),
+        )
+    env = _ENV["env"]
+    expert = make_expert(env)
+    fps = int(env.metadata.get("render_fps", 30))
+    # One encoder thread per camera: the workers already keep every core busy.
+    recorder = EpisodeRecorder(job.root, job.features, fps, VideoSettings(vcodec=job.vcodec, threads=1))
+    obs, info = env.reset(seed=seed)
+    task = info["task"]
+    done = False
+    try:
+        while not done:
+            action = expert.act(obs)
+            frame = {FEATURE_STATE: obs[OBS_STATE], FEATURE_ACTION: action}
+            for cam in job.cameras:
+                frame[image_feature(cam)] = obs[OBS_PIXELS][cam]
+            recorder.add_frame(frame, task)
+            obs, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+    except BaseException:
+        recorder.discard()
+        raise
+    success = bool(info["is_success"])
+    if not success and not job.keep_failed:
+        recorder.discard()
+        return {"seed": seed, "success": False, "data": None, "task": task}
+    return {"seed": seed, "success": success, "data": recorder.finish(), "task": task}
+
+
+def _drop(result: dict[str, Any]) -> None:
+    if result["data"] is not None:
+        for path in result["data"].videos.values():
+            Path(path).unlink(missing_ok=True)
+
+
+def collect(args: Args) -> dict[str, Any]:
+    """Run the collection; returns a summary (also printed as JSON by `main`)."""
+    from so101lab.datasets import DatasetWriter, VideoSettings, robot_features
+
+    if args.episodes < 1 or args.workers < 1:
+        raise ValueError("--episodes and --workers must be >= 1")
+    cams = tuple(CameraSpec(c, *args.image_size) for c in args.cameras)
+    writer = DatasetWriter(args.root, robot_features(cams), video=VideoSettings(vcodec=args.vcodec))
+    job = _Job(args.root, args.env_id, args.cameras, args.image_size, writer.features, args.vcodec, args.keep_failed)
+    max_attempts = args.max_attempts or 2 * args.episodes + 10
+    start_episodes, saved, attempts, successes, next_seed = writer.num_episodes, 0, 0, 0, args.seed
+    pending: set[Future] = set()
+    bar = tqdm(total=args.episodes, desc=f"collect {args.env_id}", unit="ep", file=sys.stderr)
+    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+        try:
+            while saved < args.episodes:
+                while (
+                    len(pending) < args.workers
+                    and saved + len(pending) < args.episodes
+                    and (attempts + len(pending) < max_attempts)
+                ):
+                    pending.add(pool.submit(run_episode, job, next_seed))
+                    next_seed += 1
+                if not pending:
+                    break
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    result = future.result()
+                    attempts += 1
+                    successes += result["success"]
+                    if result["data"] is None:
+                        continue
+                    if saved >= args.episodes:
+                        _drop(result)
+                        continue
+                    writer.save_episode(result["data"], extra={"seed": result["seed"], "success": result["success"]})
+                    saved += 1
+                    bar.update(1)
+                    bar.set_postfix(success=f"{successes}/{attempts}")
+        finally:
+            for future in pending:
+                future.cancel()
+            for future in pending:
+                if not future.cancelled() and future.exception() is None:
+                    _drop(future.result())
+            bar.close()
+    summary = {
+        "root": str(args.root),
+        "env_id": args.env_id,
+        "episodes_saved": saved,
+        "episodes_total": start_episodes + saved,
+        "frames_total": writer.num_frames,
+        "attempts": attempts,
+        "success_rate": successes / attempts if attempts else 0.0,
+        "tasks": sorted(set(writer.tasks)),
+    }
+    if saved < args.episodes:
+        summary["warning"] = f"only {saved} of {args.episodes} episodes succeeded within {max_attempts} attempts"
+    return summary
+
+
+def main(args: Args) -> None:
+    summary = collect(args)
+    print(
+        f"saved {summary['episodes_saved']} episodes to {summary['root']} "
+        f"(expert success {summary['success_rate']:.0%} over {summary['attempts']} attempts)",
+        file=sys.stderr,
+    )
+    print(json.dumps(summary, indent=2))
+    if "warning" in summary:
+        sys.exit(summary["warning"])
