@@ -173,3 +173,10 @@ def test_full_preset_matches_the_450m_layout():
     assert model.lm_expert.layers[0].self_attn.k_proj.in_features == 720
     n = sum(p.numel() for p in model.parameters())
     assert 400e6 < n < 500e6, n
+
+
+def test_missing_normalisation_stats_fail_at_construction(tmp_path):
+    vlm = write_vlm_dir(tmp_path / "vlm", "tiny")
+    config = preset_config("tiny", vlm, ("front",), (48, 64), chunk_size=4, n_action_steps=4)
+    with pytest.raises(KeyError, match="mean and std for 'action'"):
+        SmolVLAPolicy(config, vlm, {"observation.state": {"mean": torch.zeros(6), "std": torch.ones(6)}})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -49,12 +50,15 @@ def _losses(out: Path) -> dict[int, float]:
 def test_killed_and_resumed_run_continues_with_the_same_losses(dataset, tmp_path):
     base = ["--dataset", str(dataset), "--steps", "8", "--save-every", "4", *COMMON]
     _run([*base, "--output-dir", str(tmp_path / "full")])
-    _run([*base, "--output-dir", str(tmp_path / "cut"), "--stop-after", "4"])
+    _run([*base, "--output-dir", str(tmp_path / "cut"), "--stop-after", "6"])
     cut = tmp_path / "cut"
-    assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == ["000004"]
+    assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == ["000004", "000006"]
+    shutil.rmtree(cut / "checkpoints" / "000006")  # killed after logging step 6, before saving it
     _run([*base, "--output-dir", str(cut), "--resume"])
     full, resumed = _losses(tmp_path / "full"), _losses(cut)
-    assert sorted(resumed) == list(range(1, 9))
+    with (cut / train.METRICS_FILE).open() as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == list(range(1, 9))  # rows after the resumed checkpoint were redone, not duplicated
     for step in range(1, 9):
         assert resumed[step] == full[step], step
     a = SmolVLAPolicy.from_pretrained(tmp_path / "full" / "checkpoints" / "000008" / PRETRAINED)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from so101lab.policies.train_state import (
 from so101lab.policies.vlm_presets import write_vlm_dir
 
 METRICS_FILE = "metrics.csv"
+METRIC_COLUMNS = ("step", "loss", "lr", "grad_norm", "samples_per_s", "wall_s")
 
 
 @dataclass
@@ -190,11 +192,11 @@ def main(args: Args) -> None:
     )  # fmt: skip
     run = _start_wandb(args, accel)
     metrics_path = args.output_dir / METRICS_FILE
-    new_file = not metrics_path.exists() or start == 0
-    metrics = metrics_path.open("w" if new_file else "a", newline="")
+    kept = _metrics_up_to(metrics_path, start) if accel.is_main_process else []
+    out_path = metrics_path if accel.is_main_process else Path(os.devnull)  # only rank 0 logs
+    metrics = out_path.open("w", newline="")
     writer = csv.writer(metrics)
-    if new_file:
-        writer.writerow(["step", "loss", "lr", "grad_norm", "samples_per_s", "wall_s"])
+    writer.writerows([list(METRIC_COLUMNS), *kept])
     core.train()
     bar = tqdm(total=args.steps, initial=start, disable=not accel.is_main_process, desc="train")
     t0 = time.perf_counter()
@@ -208,7 +210,7 @@ def main(args: Args) -> None:
         lo = accel.process_index * args.batch_size
         noise, t = global_noise[lo : lo + bsz].to(core.device), global_time[lo : lo + bsz].to(core.device)
         with torch.autocast(core.device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            loss, _ = core.loss(batch, noise=noise, time=t)
+            loss, _ = policy(batch, noise=noise, time=t)  # through the DDP wrapper
         optimizer.zero_grad(set_to_none=True)
         accel.backward(loss)
         grad_norm = accel.clip_grad_norm_(params, config.optimizer_grad_clip_norm)
@@ -251,6 +253,14 @@ def _shard(batches: Iterator[list[int]], accel) -> Iterator[list[int]]:
     for global_batch in batches:
         per = len(global_batch) // n
         yield global_batch[accel.process_index * per : (accel.process_index + 1) * per]
+
+
+def _metrics_up_to(path: Path, step: int) -> list[list[str]]:
+    """Rows of an earlier run up to ``step`` (rows logged after the resumed checkpoint are redone)."""
+    if step == 0 or not path.exists():
+        return []
+    with path.open() as f:
+        return [row for row in list(csv.reader(f))[1:] if row and int(row[0]) <= step]
 
 
 def _jsonable(args: Args) -> dict:

@@ -88,6 +88,12 @@ class SmolVLAPolicy(nn.Module):
         loss = losses.mean()
         return loss, {"loss": float(loss.detach())}
 
+    def forward(
+        self, batch: Mapping[str, object], noise: Tensor | None = None, time: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Same as ``loss``: the training forward, so DDP/accelerate wrappers see it."""
+        return self.loss(batch, noise, time)
+
     def forward_inputs(
         self, inputs: ModelInputs, noise: Tensor | None = None, time: Tensor | None = None
     ) -> Tensor:

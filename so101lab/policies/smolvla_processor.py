@@ -76,15 +76,14 @@ class SmolVLAProcessor:
         self.stats = {
             k: {s: torch.as_tensor(v, dtype=torch.float32) for s, v in d.items()} for k, d in stats.items()
         }
-        for key in (FEATURE_STATE, FEATURE_ACTION):
-            if config.normalization_mapping.get("STATE" if key == FEATURE_STATE else "ACTION") == "MEAN_STD":
-                _stats_for(self.stats, key)
-        for kind in ("VISUAL", "STATE", "ACTION"):
-            mode = config.normalization_mapping.get(kind, "IDENTITY")
-            if mode not in ("IDENTITY", "MEAN_STD") and not (kind == "VISUAL" and mode == "IDENTITY"):
+        for kind, mode in config.normalization_mapping.items():
+            if mode not in ("IDENTITY", "MEAN_STD"):
                 raise NotImplementedError(
                     f"normalisation {mode!r} for {kind} is not supported (mean/std only)"
                 )
+        for key in (FEATURE_STATE, FEATURE_ACTION):
+            if self._mode(key) == "MEAN_STD":
+                _stats_for(self.stats, key)  # fail at load time, not at the first step
 
     # --- normalisation ----------------------------------------------------------------------------
 
