@@ -87,8 +87,7 @@ def run_episode(job: _Job, seed: int) -> dict[str, Any]:
     env = _ENV["env"]
     expert = make_expert(env)
     fps = int(env.metadata.get("render_fps", 30))
-    # One encoder thread per camera: the workers already keep every core busy.
-    recorder = EpisodeRecorder(job.root, job.features, fps, VideoSettings(vcodec=job.vcodec, threads=1))
+    recorder = EpisodeRecorder(job.root, job.features, fps, VideoSettings(vcodec=job.vcodec))
     obs, info = env.reset(seed=seed)
     task = info["task"]
     done = False
