@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("so101lab.experiments.demo", "Main job: scripted demos in sim for every task, report + video."),
     "check-experts": ("so101lab.experiments.check_experts", "Success table of the scripted experts."),
     "collect": ("so101lab.experiments.collect", "Collect a LeRobot dataset in sim with the scripted expert."),
+    "replay-sim": ("so101lab.experiments.replay_sim", "Replay a dataset episode's actions in sim; per-joint error."),
+    "viz": ("so101lab.experiments.viz", "Show a dataset episode: cameras mp4, state/action plots, --rerun."),
     "train": ("so101lab.experiments.train", "Train/fine-tune SmolVLA on a LeRobot dataset (resumable)."),
     "eval": ("so101lab.experiments.eval", "Evaluate a policy checkpoint in sim: success rate, videos."),
     "virtual-arm": ("so101lab.experiments.virtual_arm", "A virtual SO-101 on a pty; prints its port."),
