@@ -5,8 +5,9 @@
 Each worker runs whole episodes (env, expert, rendering and video encoding) and hands back a
 small finished episode; the main process commits it, so each saved episode is on disk at once
 and an interrupted run keeps everything saved so far (rerun with the same --root to append).
-Episode k of the run uses seed ``--seed + k``; the seed and success are stored as columns of
-meta/episodes. The task string is the env's language instruction (``info["task"]``).
+Episode k of the run uses seed ``--seed + k``; the seed, success and env id are stored as columns
+of meta/episodes (so `so101lab replay-sim` can re-create the scene). The task string is the env's
+language instruction (``info["task"]``).
 """
 
 from __future__ import annotations
@@ -151,7 +152,10 @@ def collect(args: Args) -> dict[str, Any]:
                     if saved >= args.episodes:
                         _drop(result)
                         continue
-                    writer.save_episode(result["data"], extra={"seed": result["seed"], "success": result["success"]})
+                    writer.save_episode(
+                        result["data"],
+                        extra={"seed": result["seed"], "success": result["success"], "env_id": args.env_id},
+                    )
                     saved += 1
                     bar.update(1)
                     bar.set_postfix(success=f"{successes}/{attempts}")
