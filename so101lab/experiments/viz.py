@@ -32,10 +32,9 @@ class Args:
     """Also write a rerun.io recording (.rrd) of the episode."""
 
 
-def episode_frames(ds, key: str):
-    """The episode's frames of one camera as uint8 HxWx3, in order."""
-    for idx in range(len(ds)):
-        yield (ds[idx][key].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+def to_uint8(image) -> np.ndarray:
+    """A float CHW [0, 1] tensor as uint8 HxWx3."""
+    return (image.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
 
 
 def side_by_side(images: list[np.ndarray]) -> np.ndarray:
@@ -50,13 +49,12 @@ def side_by_side(images: list[np.ndarray]) -> np.ndarray:
 def write_video(ds, path: Path) -> int:
     from so101lab.datasets.video import VideoEncoder
 
-    keys = ds.meta.camera_keys
-    streams = [episode_frames(ds, k) for k in keys]
     encoder = None
     frames = 0
     try:
-        for images in zip(*streams, strict=True):
-            row = side_by_side(list(images))
+        for idx in range(len(ds)):
+            item = ds[idx]
+            row = side_by_side([to_uint8(item[k]) for k in ds.meta.camera_keys])
             if encoder is None:
                 encoder = VideoEncoder(path, row.shape[0], row.shape[1], ds.fps, vcodec="h264")
             encoder.write(row)
@@ -99,8 +97,7 @@ def write_rerun(ds, path: Path, state: np.ndarray, action: np.ndarray, t: np.nda
         rr.set_time("frame_index", sequence=idx)
         rr.set_time("timestamp", duration=float(t[idx]))
         for key in ds.meta.camera_keys:
-            rgb = (item[key].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-            rr.log(key, rr.Image(rgb).compress(jpeg_quality=85))
+            rr.log(key, rr.Image(to_uint8(item[key])).compress(jpeg_quality=85))
         for j, name in enumerate(JOINT_NAMES):
             rr.log(f"{FEATURE_STATE}/{name}", rr.Scalars(float(state[idx, j])))
             rr.log(f"{FEATURE_ACTION}/{name}", rr.Scalars(float(action[idx, j])))
