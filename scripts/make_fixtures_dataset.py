@@ -21,6 +21,9 @@ import numpy as np
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 ROOT = FIXTURES / "lerobot_dataset"
 EXPECTED = FIXTURES / "lerobot_dataset_expected.npz"
+# A second, tiny one with camera frames stored as images (PNG in parquet) instead of videos.
+IMAGES_ROOT = FIXTURES / "lerobot_dataset_images"
+IMAGES_EXPECTED = FIXTURES / "lerobot_dataset_images_expected.npz"
 FPS = 30
 HEIGHT, WIDTH = 48, 64
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
@@ -43,58 +46,54 @@ def frame_image(ep: int, i: int, cam: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def main() -> None:
+def write(root: Path, expected_path: Path, episodes, dtype: str, size: tuple[int, int], cams, probes) -> None:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     names = [f"{j}.pos" for j in JOINTS]
     features = {
         "observation.state": {"dtype": "float32", "shape": (6,), "names": names},
         "action": {"dtype": "float32", "shape": (6,), "names": names},
-        "observation.images.front": {
-            "dtype": "video",
-            "shape": (HEIGHT, WIDTH, 3),
-            "names": ["height", "width", "channels"],
-        },
-        "observation.images.wrist": {
-            "dtype": "video",
-            "shape": (HEIGHT, WIDTH, 3),
-            "names": ["height", "width", "channels"],
-        },
     }
-    if ROOT.exists():
-        shutil.rmtree(ROOT)
-    ds = LeRobotDataset.create("so101lab/fixture", FPS, features, root=ROOT, robot_type="so101_follower")
+    for cam in cams:
+        features[f"observation.images.{cam}"] = {
+            "dtype": dtype, "shape": (*size, 3), "names": ["height", "width", "channels"],
+        }  # fmt: skip
+    if root.exists():
+        shutil.rmtree(root)
+    ds = LeRobotDataset.create(
+        "so101lab/fixture", FPS, features, root=root, robot_type="so101_follower", use_videos=dtype == "video"
+    )
     rng = np.random.default_rng(0)
-    for ep, (length, task) in enumerate(EPISODES):
+    for ep, (length, task) in enumerate(episodes):
         for i in range(length):
             state = rng.uniform(-90, 90, 6).astype(np.float32)
-            ds.add_frame(
-                {
-                    "observation.state": state,
-                    "action": (state + rng.normal(0, 1, 6)).astype(np.float32),
-                    "observation.images.front": frame_image(ep, i, 0),
-                    "observation.images.wrist": frame_image(ep, i, 1),
-                    "task": task,
-                }
-            )
+            frame = {"observation.state": state, "action": (state + rng.normal(0, 1, 6)).astype(np.float32)}
+            for c, cam in enumerate(cams):
+                frame[f"observation.images.{cam}"] = frame_image(ep, i, c)[: size[0], : size[1]]
+            ds.add_frame({**frame, "task": task})
         ds.save_episode()
     ds.finalize()
 
-    read = LeRobotDataset(
-        "so101lab/fixture", root=ROOT, delta_timestamps=DELTA_TIMESTAMPS, video_backend="pyav"
-    )
-    expected: dict[str, np.ndarray] = {"probe_indices": np.array(PROBE_INDICES)}
+    delta = {k: v for k, v in DELTA_TIMESTAMPS.items() if k in features}
+    read = LeRobotDataset("so101lab/fixture", root=root, delta_timestamps=delta, video_backend="pyav")
+    expected: dict[str, np.ndarray] = {"probe_indices": np.array(probes)}
     tasks = []
-    for idx in PROBE_INDICES:
+    for idx in probes:
         item = read[idx]
         tasks.append(item["task"])
         for key, value in item.items():
             if key != "task":
                 expected[f"{idx}/{key}"] = value.numpy()
     expected["tasks"] = np.array(tasks)
-    expected["delta_timestamps"] = np.array(json.dumps(DELTA_TIMESTAMPS))
-    np.savez_compressed(EXPECTED, **expected)
-    print(f"wrote {ROOT} and {EXPECTED}", file=sys.stderr)
+    expected["delta_timestamps"] = np.array(json.dumps(delta))
+    np.savez_compressed(expected_path, **expected)
+    print(f"wrote {root} and {expected_path}", file=sys.stderr)
+
+
+def main() -> None:
+    write(ROOT, EXPECTED, EPISODES, "video", (HEIGHT, WIDTH), ("front", "wrist"), PROBE_INDICES)
+    write(IMAGES_ROOT, IMAGES_EXPECTED, [(4, "pick up the red cube"), (3, "stack")], "image", (24, 32),
+          ("front",), [0, 3, 4, 6])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -102,3 +102,16 @@ def test_lerobot_loads_what_so101lab_writes(tmp_path: Path, vcodec: str) -> None
     for key, st in ours.meta.stats.items():
         for name, value in st.items():
             np.testing.assert_allclose(np.asarray(stats[key][name]), value, err_msg=f"stats {key} {name}")
+
+
+def test_lerobot_written_image_dataset_reads_identically() -> None:
+    """Camera frames stored as PNG in parquet (dtype "image") instead of videos."""
+    root = REPO / "tests/fixtures/lerobot_dataset_images"
+    expected = np.load(REPO / "tests/fixtures/lerobot_dataset_images_expected.npz")
+    ds = LeRobotDataset(root, delta_timestamps=json.loads(str(expected["delta_timestamps"])))
+    assert ds.meta.camera_keys == ["observation.images.front"] and ds.meta.video_keys == []
+    for j, idx in enumerate(expected["probe_indices"]):
+        item = ds[int(idx)]
+        assert item["task"] == expected["tasks"][j]
+        theirs = {k.split("/", 1)[1]: expected[k] for k in expected.files if k.startswith(f"{idx}/")}
+        assert_items_equal(item, theirs, f"item {idx}")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import imageio.v3 as iio
 import numpy as np
 import pyarrow as pa
 import torch
@@ -72,6 +73,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 k: np.array([round(d * self.meta.fps) for d in v], dtype=np.int64)
                 for k, v in delta_timestamps.items()
             }
+        self._image_keys = {k for k, f in self.meta.features.items() if f["dtype"] == "image"}
         self._columns = self._load_columns()
         lengths = np.array([self.meta.episodes[e]["length"] for e in self.episodes], dtype=np.int64)
         self._ep_start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -83,7 +85,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
 
     def _load_columns(self) -> dict[str, np.ndarray]:
         """Non-video columns of the selected episodes, rows in episode order."""
-        keys = [k for k, f in self.meta.features.items() if f["dtype"] not in ("video", "image")]
+        keys = [k for k, f in self.meta.features.items() if f["dtype"] != "video"]
         by_file: dict[Path, list[int]] = {}
         for e in self.episodes:
             by_file.setdefault(self.meta.data_path(self.meta.episodes[e]), []).append(e)
@@ -112,7 +114,10 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 )
             rows = table.slice(start, ep["length"])
             for k in keys:
-                parts[k].append(_column_to_numpy(rows[k], self.meta.features[k], path))
+                if self.meta.features[k]["dtype"] == "image":  # PNG bytes, decoded on access
+                    parts[k].append(_image_bytes(rows[k], path))
+                else:
+                    parts[k].append(_column_to_numpy(rows[k], self.meta.features[k], path))
         return {k: np.concatenate(v) for k, v in parts.items()}
 
     # ---- access ------------------------------------------------------------------------
@@ -142,15 +147,18 @@ class LeRobotDataset(torch.utils.data.Dataset):
         ep = self.meta.episodes[self.episodes[pos]]
         item: dict[str, Any] = {}
         rows: dict[str, np.ndarray] = {}
-        for key, col in self._columns.items():
-            item[key] = torch.from_numpy(np.asarray(col[idx]))
         if self.delta_indices is not None:
             for key, deltas in self.delta_indices.items():
                 want = idx + deltas
                 rows[key] = np.clip(want, ep_start, ep_end - 1)
                 item[f"{key}_is_pad"] = torch.from_numpy((want < ep_start) | (want >= ep_end))
-                if key in self._columns:
-                    item[key] = torch.from_numpy(self._columns[key][rows[key]])
+        for key, col in self._columns.items():
+            if key in self._image_keys:
+                picked = [_decode_png(col[r], key) for r in rows.get(key, [idx])]
+                tensor = torch.from_numpy(np.stack(picked)).permute(0, 3, 1, 2).float().div_(255.0)
+                item[key] = tensor if key in rows else tensor[0]
+            else:
+                item[key] = torch.from_numpy(np.asarray(col[rows[key]] if key in rows else col[idx]))
         timestamps = self._columns["timestamp"]
         for key in self.meta.video_keys:
             query = timestamps[rows[key]] if key in rows else timestamps[idx : idx + 1]
@@ -159,9 +167,10 @@ class LeRobotDataset(torch.utils.data.Dataset):
             tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
             if key not in rows:
                 tensor = tensor[0]
-            if self.image_transforms is not None:
-                tensor = self.image_transforms(tensor)
             item[key] = tensor
+        if self.image_transforms is not None:
+            for key in self.meta.camera_keys:
+                item[key] = self.image_transforms(item[key])
         item["task"] = self.meta.tasks[int(self._columns["task_index"][idx])]
         return item
 
@@ -182,6 +191,23 @@ class LeRobotDataset(torch.utils.data.Dataset):
         return (
             f"LeRobotDataset({self.root}, episodes={self.num_episodes}, frames={len(self)}, fps={self.fps})"
         )
+
+
+def _image_bytes(column: pa.ChunkedArray, path: Path) -> np.ndarray:
+    """The encoded images of an ``image`` column (struct of bytes and path), as an object array."""
+    array = column.combine_chunks()
+    if not pa.types.is_struct(array.type) or array.type.get_field_index("bytes") < 0:
+        raise DatasetFileError(path, f"image column has type {array.type}, expected struct<bytes, path>")
+    return np.array(array.field("bytes").to_pylist(), dtype=object)
+
+
+def _decode_png(data: bytes | None, key: str) -> np.ndarray:
+    if data is None:
+        raise ValueError(f"{key}: image stored by path only, not embedded in the parquet file")
+    image = iio.imread(data)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    return image[..., :3]
 
 
 def _column_to_numpy(column: pa.ChunkedArray, feature: dict[str, Any], path: Path) -> np.ndarray:
