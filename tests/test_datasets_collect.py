@@ -70,3 +70,32 @@ def test_collect_appends_on_rerun(collected, tmp_path: Path) -> None:
     assert ds.num_episodes == 3 and ds.meta.episodes[2]["seed"] == 7
     with pytest.raises(ValueError, match="features do not match"):
         cli_main(["collect", "--root", str(copy), "--episodes", "1", "--cameras", "front"])
+
+
+class _IdleExpert:
+    """Holds the start pose: never succeeds."""
+
+    def act(self, obs):
+        return obs["agent_pos"]
+
+
+@pytest.mark.parametrize("keep_failed", [False, True])
+def test_failed_episodes_are_dropped_or_kept(tmp_path: Path, monkeypatch, keep_failed: bool) -> None:
+    import so101lab.envs
+    from so101lab.contract import CameraSpec
+    from so101lab.datasets import DatasetWriter, robot_features
+    from so101lab.experiments import collect
+
+    monkeypatch.setattr(so101lab.envs, "make_expert", lambda env: _IdleExpert())
+    root = tmp_path / "ds"
+    writer = DatasetWriter(root, robot_features((CameraSpec("front", 32, 48),)))
+    job = collect._Job(root, "so101lab/PickCube-v0", ("front",), (32, 48), writer.features, "h264", keep_failed, 6)
+    result = collect.run_episode(job, seed=0)
+    assert result["success"] is False and result["task"].startswith("pick up")
+    if not keep_failed:
+        assert result["data"] is None and not list(root.rglob("*.tmp"))
+        return
+    assert result["data"].length == 6
+    writer.save_episode(result["data"], extra={"seed": 0, "success": False})
+    ds = LeRobotDataset(root)
+    assert len(ds) == 6 and ds.meta.episodes[0]["success"] is False

@@ -56,6 +56,8 @@ class Args:
     """Give up after this many episodes were run (default: 2 x episodes + 10)."""
     vcodec: str = "libsvtav1"
     """Video codec: libsvtav1 (LeRobot's default) or h264."""
+    max_steps: int | None = None
+    """Cap on an episode's steps (default: the env's time limit)."""
 
 
 @dataclass
@@ -67,6 +69,7 @@ class _Job:
     features: dict[str, Any]
     vcodec: str
     keep_failed: bool
+    max_steps: int | None = None
 
 
 _ENV: dict[str, Any] = {}  # per worker process: the env of its job, built once
@@ -80,10 +83,14 @@ def run_episode(job: _Job, seed: int) -> dict[str, Any]:
     from so101lab.datasets import EpisodeRecorder, VideoSettings
     from so101lab.envs import make_expert
 
-    if _ENV.get("id") != job.env_id:
+    key = (job.env_id, job.cameras, job.image_size, job.max_steps)
+    if _ENV.get("key") != key:
+        limit = {"max_episode_steps": job.max_steps} if job.max_steps else {}
         _ENV.update(
-            id=job.env_id,
-            env=gym.make(job.env_id, obs_mode="pixels_agent_pos", cameras=job.cameras, image_size=job.image_size),
+            key=key,
+            env=gym.make(
+                job.env_id, obs_mode="pixels_agent_pos", cameras=job.cameras, image_size=job.image_size, **limit
+            ),
         )
     env = _ENV["env"]
     expert = make_expert(env)
@@ -125,7 +132,10 @@ def collect(args: Args) -> dict[str, Any]:
         raise ValueError("--episodes and --workers must be >= 1")
     cams = tuple(CameraSpec(c, *args.image_size) for c in args.cameras)
     writer = DatasetWriter(args.root, robot_features(cams), video=VideoSettings(vcodec=args.vcodec))
-    job = _Job(args.root, args.env_id, args.cameras, args.image_size, writer.features, args.vcodec, args.keep_failed)
+    job = _Job(
+        args.root, args.env_id, args.cameras, args.image_size, writer.features, args.vcodec, args.keep_failed,
+        args.max_steps,
+    )  # fmt: skip
     max_attempts = args.max_attempts or 2 * args.episodes + 10
     start_episodes, saved, attempts, successes, next_seed = writer.num_episodes, 0, 0, 0, args.seed
     pending: set[Future] = set()
