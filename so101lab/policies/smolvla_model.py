@@ -90,8 +90,12 @@ class SmolVLAFlowMatching(nn.Module):
         """
         vwe = self.vlm_with_expert
         embs, pads = [], []
-        for img, img_mask in zip(images, img_masks, strict=True):
-            emb = vwe.embed_image(img)
+        if len({tuple(img.shape) for img in images}) == 1:
+            # All cameras through the vision tower in one batch (same math, fewer, larger GEMMs).
+            image_embs = vwe.embed_image(torch.cat(images)).chunk(len(images))
+        else:
+            image_embs = [vwe.embed_image(img) for img in images]
+        for emb, img_mask in zip(image_embs, img_masks, strict=True):
             emb = emb * torch.tensor(emb.shape[-1] ** 0.5, dtype=emb.dtype, device=emb.device)
             embs.append(emb)
             pads.append(img_mask[:, None].expand(emb.shape[0], emb.shape[1]))
