@@ -42,10 +42,18 @@ def simulate(logs: list[ServoLog], params: ServoParams, physics_dt: float | None
 
 
 def arm_model(physics_dt: float) -> mujoco.MjModel:
-    """The SO-101 on its table (the envs' scene without task objects)."""
-    model = mujoco.MjModel.from_xml_path(str(SCENE_XML))
-    model.opt.timestep = physics_dt
-    return model
+    """The SO-101 on its table (the envs' scene without task objects), compiled once per step size.
+
+    Reusing it is safe: `Servos` rewrites every servo field it touches when it is built.
+    """
+    if physics_dt not in _ARM_MODELS:
+        model = mujoco.MjModel.from_xml_path(str(SCENE_XML))
+        model.opt.timestep = physics_dt
+        _ARM_MODELS[physics_dt] = model
+    return _ARM_MODELS[physics_dt]
+
+
+_ARM_MODELS: dict[float, mujoco.MjModel] = {}
 
 
 def replay(model: mujoco.MjModel, servos: Servos, logs: list[ServoLog]) -> list[np.ndarray]:
