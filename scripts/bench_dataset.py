@@ -3,6 +3,8 @@
     python scripts/bench_dataset.py                                  # so101lab only
     python scripts/bench_dataset.py --lerobot-python /root/.cache/lerobot-ref/bin/python
 
+Rates are per wall-clock second and per CPU second (this process, its threads and finished
+children such as ffmpeg): the second is the robust one on a machine shared with other jobs.
 Write: frames/s recording two 480x640 cameras + state/action (encoding included: the clock stops
 when the last episode is saved and readable). Read: samples/s of random `ds[i]` with
 delta_timestamps as SmolVLA trains (action chunk of 50, one frame per camera), one process.
@@ -56,35 +58,57 @@ def task_of(episode: int) -> str:
     return f"pick up the cube {episode % 2}"
 
 
-def read_rate(get, n_items: int, samples: int) -> float:
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads) and its finished children (ffmpeg, pool workers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Rate:
+    """Items per wall-clock second, and per CPU second (robust to other load on a shared machine)."""
+
+    def __enter__(self) -> Rate:
+        self.wall, self.cpu = time.perf_counter(), cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, cpu_seconds() - self.cpu
+
+    def of(self, items: int) -> tuple[float, float]:
+        return items / self.wall, items / self.cpu
+
+
+def read_rate(get, n_items: int, samples: int) -> tuple[float, float]:
     rng = np.random.default_rng(1)
     idx = rng.integers(0, n_items, samples)
     get(int(idx[0]))  # open files, warm caches
-    t = time.perf_counter()
-    for i in idx:
-        get(int(i))
-    return samples / (time.perf_counter() - t)
+    with Rate() as rate:
+        for i in idx:
+            get(int(i))
+    return rate.of(samples)
 
 
 # ---- so101lab ---------------------------------------------------------------------------------
 
 
-def so101lab_write(root: Path, data: list[dict], episodes: int) -> float:
+def so101lab_write(root: Path, data: list[dict], episodes: int) -> tuple[float, float]:
     from so101lab import contract
     from so101lab.datasets import DatasetWriter, robot_features
 
     cams = tuple(contract.CameraSpec(c, HEIGHT, WIDTH) for c in CAMERAS)
     per_ep = len(data) // episodes
-    t = time.perf_counter()
-    writer = DatasetWriter(root, robot_features(cams))
-    for ep in range(episodes):
-        for frame in data[ep * per_ep : (ep + 1) * per_ep]:
-            writer.add_frame(frame, task_of(ep))
-        writer.save_episode()
-    return episodes * per_ep / (time.perf_counter() - t)
+    with Rate() as rate:
+        writer = DatasetWriter(root, robot_features(cams))
+        for ep in range(episodes):
+            for frame in data[ep * per_ep : (ep + 1) * per_ep]:
+                writer.add_frame(frame, task_of(ep))
+            writer.save_episode()
+    return rate.of(episodes * per_ep)
 
 
-def so101lab_read(root: Path, samples: int) -> float:
+def so101lab_read(root: Path, samples: int) -> tuple[float, float]:
     from so101lab.datasets import LeRobotDataset
 
     ds = LeRobotDataset(root, delta_timestamps=DELTA)
@@ -94,7 +118,7 @@ def so101lab_read(root: Path, samples: int) -> float:
 # ---- LeRobot (runs under the LeRobot python) ---------------------------------------------------
 
 
-def lerobot_write(root: Path, data: list[dict], episodes: int, streaming: bool) -> float:
+def lerobot_write(root: Path, data: list[dict], episodes: int, streaming: bool) -> tuple[float, float]:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     joint = {"dtype": "float32", "shape": (6,), "names": NAMES}
@@ -104,18 +128,18 @@ def lerobot_write(root: Path, data: list[dict], episodes: int, streaming: bool) 
             "dtype": "video", "shape": (HEIGHT, WIDTH, 3), "names": ["height", "width", "channels"],
         }  # fmt: skip
     per_ep = len(data) // episodes
-    t = time.perf_counter()
     kwargs = {"streaming_encoding": True, "encoder_threads": 2} if streaming else {"image_writer_threads": 4 * 2}
-    ds = LeRobotDataset.create("bench/lerobot", FPS, features, root=root, robot_type="so101_follower", **kwargs)
-    for ep in range(episodes):
-        for frame in data[ep * per_ep : (ep + 1) * per_ep]:
-            ds.add_frame({**frame, "task": task_of(ep)})
-        ds.save_episode()
-    ds.finalize()
-    return episodes * per_ep / (time.perf_counter() - t)
+    with Rate() as rate:
+        ds = LeRobotDataset.create("bench/lerobot", FPS, features, root=root, robot_type="so101_follower", **kwargs)
+        for ep in range(episodes):
+            for frame in data[ep * per_ep : (ep + 1) * per_ep]:
+                ds.add_frame({**frame, "task": task_of(ep)})
+            ds.save_episode()
+        ds.finalize()
+    return rate.of(episodes * per_ep)
 
 
-def lerobot_read(root: Path, samples: int) -> float:
+def lerobot_read(root: Path, samples: int) -> tuple[float, float]:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     ds = LeRobotDataset("bench/read", root=root, delta_timestamps=DELTA, video_backend="pyav")
@@ -126,7 +150,7 @@ def lerobot_side(args: argparse.Namespace) -> None:
     import logging
 
     logging.disable(logging.WARNING)
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, float]] = {}
     data = frames(args.frames)
     for mode in ("record_defaults", "streaming_encoding"):
         root = Path(args.workdir) / f"lerobot_{mode}"
@@ -157,8 +181,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_dataset_"))
     runs: dict[str, list[float]] = {}
 
-    def record(key: str, value: float) -> None:
-        runs.setdefault(key, []).append(value)
+    def record(key: str, rates: tuple[float, float]) -> None:
+        runs.setdefault(key, []).append(rates[0])
+        runs.setdefault(f"{key}/per_cpu_s", []).append(rates[1])
 
     try:
         data = frames(args.frames)
@@ -199,14 +224,20 @@ def main() -> None:
         }
         if args.lerobot_python:
             lr = "lerobot_0.4.4/"
-            best_write = max(med[lr + "write_fps_record_defaults"], med[lr + "write_fps_streaming_encoding"])
-            result["ratios"] = {
-                "write_vs_lerobot_best": med["so101lab/write_fps"] / best_write,
-                "write_vs_lerobot_record_defaults": med["so101lab/write_fps"] / med[lr + "write_fps_record_defaults"],
-                "read_vs_lerobot_same_dataset": med["so101lab/read_samples_per_s"] / med[lr + "read_samples_per_s"],
-                "read_vs_lerobot_on_lerobot_dataset": med["so101lab/read_samples_per_s_lerobot_dataset"]
-                / med[lr + "read_samples_per_s_own_dataset"],
-            }
+            result["ratios"] = {}
+            for unit, suffix in (("wall", ""), ("cpu", "/per_cpu_s")):
+                ours_w, ours_r = med["so101lab/write_fps" + suffix], med["so101lab/read_samples_per_s" + suffix]
+                lr_rec, lr_stream = (
+                    med[lr + "write_fps_record_defaults" + suffix],
+                    med[lr + "write_fps_streaming_encoding" + suffix],
+                )
+                result["ratios"][unit] = {
+                    "write_vs_lerobot_best": ours_w / max(lr_rec, lr_stream),
+                    "write_vs_lerobot_record_defaults": ours_w / lr_rec,
+                    "read_vs_lerobot_same_dataset": ours_r / med[lr + "read_samples_per_s" + suffix],
+                    "read_vs_lerobot_on_lerobot_dataset": med["so101lab/read_samples_per_s_lerobot_dataset" + suffix]
+                    / med[lr + "read_samples_per_s_own_dataset" + suffix],
+                }
         print(json.dumps(result, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)

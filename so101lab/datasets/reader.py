@@ -154,17 +154,17 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 item[f"{key}_is_pad"] = torch.from_numpy((want < ep_start) | (want >= ep_end))
         for key, col in self._columns.items():
             if key in self._image_keys:
-                picked = [_decode_png(col[r], key) for r in rows.get(key, [idx])]
-                tensor = torch.from_numpy(np.stack(picked)).permute(0, 3, 1, 2).float().div_(255.0)
+                tensor = to_chw_float(np.stack([_decode_png(col[r], key) for r in rows.get(key, [idx])]))
                 item[key] = tensor if key in rows else tensor[0]
             else:
-                item[key] = torch.from_numpy(np.asarray(col[rows[key]] if key in rows else col[idx]))
+                # A copy: callers may modify items in place without touching the dataset.
+                item[key] = torch.from_numpy(np.array(col[rows[key]] if key in rows else col[idx]))
         timestamps = self._columns["timestamp"]
         for key in self.meta.video_keys:
             query = timestamps[rows[key]] if key in rows else timestamps[idx : idx + 1]
             shifted = [float(ep[f"videos/{key}/from_timestamp"]) + float(t) for t in query]
             frames = self._decoder.frames(self.meta.video_path(ep, key), shifted, self.tolerance_s)
-            tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
+            tensor = to_chw_float(frames)
             if key not in rows:
                 tensor = tensor[0]
             item[key] = tensor
@@ -191,6 +191,17 @@ class LeRobotDataset(torch.utils.data.Dataset):
         return (
             f"LeRobotDataset({self.root}, episodes={self.num_episodes}, frames={len(self)}, fps={self.fps})"
         )
+
+
+def to_chw_float(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> contiguous float32 (N, 3, H, W) in [0, 1].
+
+    In numpy on purpose: torch's element-wise ops start its OpenMP pool, whose spinning threads
+    cost more CPU than the conversion itself and fight DataLoader workers for cores.
+    """
+    out = np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32)
+    np.divide(out, np.float32(255.0), out=out)
+    return torch.from_numpy(out)
 
 
 def _image_bytes(column: pa.ChunkedArray, path: Path) -> np.ndarray:
