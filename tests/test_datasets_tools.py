@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -76,12 +79,14 @@ def test_viz_writes_video_and_plots(collected: Path, tmp_path: Path) -> None:
 
 
 def test_viz_rerun_recording(collected: Path, tmp_path: Path) -> None:
-    rr = pytest.importorskip("rerun")
+    pytest.importorskip("rerun")
     report = run_cli(["viz", "--root", str(collected), "--out", str(tmp_path), "--rerun"])
     rrd = Path(report["rerun"])
     assert rrd.suffix == ".rrd" and rrd.stat().st_size > 10_000
-    if hasattr(rr, "dataframe"):  # read it back: every frame of the state series is there
-        recording = rr.dataframe.load_recording(str(rrd))
-        view = recording.view(index="frame_index", contents="/observation.state/**")
-        table = view.select().read_all()
-        assert table.num_rows == report["frames"]
+    # Read it back with rerun's own CLI: every frame of each joint series is in the recording.
+    printed = subprocess.run(
+        [sys.executable, "-m", "rerun", "rrd", "print", str(rrd)], capture_output=True, text=True, timeout=120
+    ).stdout
+    for entity in ("/observation.state/gripper", "/action/shoulder_pan", "/observation.images.front"):
+        rows = [int(m) for m in re.findall(rf"with (\d+) rows .* - {re.escape(entity)} -", printed)]
+        assert sum(rows) == report["frames"], (entity, rows)
