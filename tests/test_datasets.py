@@ -381,3 +381,20 @@ def test_reads_v21_layout(tmp_path: Path) -> None:
     diff = np.abs(item[key].permute(1, 2, 0).numpy() * 255 - expected[8][0][key])
     assert diff.mean() < FRAME_TOL
     assert ds.meta.stats == {} or "action" in ds.meta.stats
+
+
+def test_string_feature_and_empty_selection(copy: Path) -> None:
+    """Datasets from elsewhere may carry string columns; they come back as str."""
+    path = copy / "data/chunk-000/file-000.parquet"
+    table = pq.read_table(path)
+    table = table.append_column("note", pa.array([f"frame {i}" for i in range(table.num_rows)]))
+    pq.write_table(table, path)
+    info_path = copy / "meta/info.json"
+    info = json.loads(info_path.read_text())
+    info["features"]["note"] = {"dtype": "string", "shape": [1], "names": None}
+    info_path.write_text(json.dumps(info))
+    ds = LeRobotDataset(copy, delta_timestamps={"note": [0.0, 1 / 30]})
+    assert ds[3]["note"] == ["frame 3", "frame 4"]
+    assert LeRobotDataset(copy)[5]["note"] == "frame 5"
+    with pytest.raises(ValueError, match="no episodes selected"):
+        LeRobotDataset(copy, episodes=[])

@@ -58,6 +58,8 @@ class LeRobotDataset(torch.utils.data.Dataset):
         all_eps = range(self.meta.total_episodes)
         self.episodes = list(all_eps) if episodes is None else list(episodes)
         unknown = [e for e in self.episodes if e not in all_eps]
+        if not self.episodes:
+            raise ValueError(f"no episodes selected from {self.root}")
         if unknown:
             raise ValueError(f"episodes {unknown} not in {self.root} ({self.meta.total_episodes} episodes)")
         self.delta_timestamps = delta_timestamps
@@ -116,6 +118,8 @@ class LeRobotDataset(torch.utils.data.Dataset):
             for k in keys:
                 if self.meta.features[k]["dtype"] == "image":  # PNG bytes, decoded on access
                     parts[k].append(_image_bytes(rows[k], path))
+                elif self.meta.features[k]["dtype"] == "string":
+                    parts[k].append(np.array(rows[k].to_pylist(), dtype=object))
                 else:
                     parts[k].append(_column_to_numpy(rows[k], self.meta.features[k], path))
         return {k: np.concatenate(v) for k, v in parts.items()}
@@ -156,6 +160,8 @@ class LeRobotDataset(torch.utils.data.Dataset):
             if key in self._image_keys:
                 tensor = to_chw_float(np.stack([_decode_png(col[r], key) for r in rows.get(key, [idx])]))
                 item[key] = tensor if key in rows else tensor[0]
+            elif col.dtype == object:  # strings
+                item[key] = list(col[rows[key]]) if key in rows else col[idx]
             else:
                 # A copy: callers may modify items in place without touching the dataset.
                 item[key] = torch.from_numpy(np.array(col[rows[key]] if key in rows else col[idx]))
