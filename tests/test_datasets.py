@@ -398,3 +398,23 @@ def test_string_feature_and_empty_selection(copy: Path) -> None:
     assert LeRobotDataset(copy)[5]["note"] == "frame 5"
     with pytest.raises(ValueError, match="no episodes selected"):
         LeRobotDataset(copy, episodes=[])
+
+
+def test_files_move_to_a_new_chunk_folder(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    writer = DatasetWriter(
+        root, robot_features(CAMS), video=H264, data_files_size_in_mb=0.001, video_files_size_in_mb=0.001
+    )
+    writer.info["chunks_size"] = 2  # files per chunk folder (1000 by default)
+    rng = np.random.default_rng(0)
+    for ep, (length, task) in enumerate(EPISODES):
+        for i in range(length):
+            writer.add_frame(synthetic_frame(rng, CAMS, ep, i), task)
+        writer.save_episode()
+    assert (root / "data/chunk-001/file-000.parquet").exists()
+    assert (root / "videos/observation.images.wrist/chunk-001/file-000.mp4").exists()
+    ds = LeRobotDataset(root)
+    assert ds.meta.episodes[2]["data/chunk_index"] == 1
+    expected = expected_values(EPISODES)
+    np.testing.assert_array_equal(ds[27]["action"].numpy(), expected[27][0]["action"])
+    assert ds[27]["observation.images.wrist"].shape == (3, 32, 48)
