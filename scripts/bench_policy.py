@@ -54,9 +54,7 @@ def _raw_batch(batch: int, chunk: int, gen: torch.Generator) -> dict[str, object
 
 
 def _stats() -> dict[str, dict[str, torch.Tensor]]:
-    return {
-        k: {"mean": torch.zeros(6), "std": torch.full((6,), 10.0)} for k in ("observation.state", "action")
-    }
+    return {k: {"mean": torch.zeros(6), "std": torch.full((6,), 10.0)} for k in ("observation.state", "action")}
 
 
 def _times(fn, reps: int, warmup: int = 1) -> list[float]:

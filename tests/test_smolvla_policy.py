@@ -34,9 +34,7 @@ def _obs(rng: np.random.Generator, batch: int | None = None) -> dict:
     lead = () if batch is None else (batch,)
     return {
         "agent_pos": rng.uniform(-30, 30, (*lead, 6)).astype(np.float32),
-        "pixels": {
-            cam: rng.integers(0, 256, (*lead, 48, 64, 3), dtype=np.uint8) for cam in ("front", "wrist")
-        },
+        "pixels": {cam: rng.integers(0, 256, (*lead, 48, 64, 3), dtype=np.uint8) for cam in ("front", "wrist")},
     }
 
 
@@ -46,8 +44,7 @@ def test_select_action_runs_the_chunk_then_replans(policy):
     noise = torch.randn(1, policy.config.chunk_size, policy.config.max_action_dim)
     policy.reset()
     first = [
-        policy.select_action(obs, "pick up the red cube", noise=noise)
-        for _ in range(policy.config.n_action_steps)
+        policy.select_action(obs, "pick up the red cube", noise=noise) for _ in range(policy.config.n_action_steps)
     ]
     assert first[0].shape == (6,) and first[0].dtype == np.float32
     batch = policy.processor.observation_to_batch(obs, "pick up the red cube")

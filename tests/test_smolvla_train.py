@@ -95,6 +95,4 @@ def test_schedule_matches_lerobot_shape():
     assert factor(30000) == pytest.approx(alpha) and factor(50000) == pytest.approx(alpha)
     short = cosine_with_warmup(opt, 1e-4, 2.5e-6, warmup_steps=1000, decay_steps=30000, total_steps=300)
     expected = (1 - alpha) * 0.5 * (1 + math.cos(math.pi * 10 / 300)) + alpha  # warmup squeezed to 10
-    assert short.lr_lambdas[0](10) == pytest.approx(expected) and short.lr_lambdas[0](300) == pytest.approx(
-        alpha
-    )
+    assert short.lr_lambdas[0](10) == pytest.approx(expected) and short.lr_lambdas[0](300) == pytest.approx(alpha)

@@ -55,9 +55,7 @@ def _make_envs(args: Args, policy: SmolVLAPolicy, n: int) -> gym.vector.VectorEn
     import so101lab  # noqa: F401  (registers the envs, also in subprocesses)
 
     shape = policy.config.input_features[policy.config.image_features[0]].shape
-    kwargs = dict(
-        obs_mode="pixels_agent_pos", cameras=tuple(policy.config.cameras), image_size=tuple(shape[1:])
-    )
+    kwargs = dict(obs_mode="pixels_agent_pos", cameras=tuple(policy.config.cameras), image_size=tuple(shape[1:]))
     if args.max_steps is not None:
         kwargs["max_episode_steps"] = args.max_steps
     fns = [lambda: gym.make(args.env, **kwargs) for _ in range(n)]
@@ -104,9 +102,7 @@ def main(args: Args) -> dict:
     policy = SmolVLAPolicy.from_pretrained(args.policy_path, vlm_dir=args.vlm_dir, device=args.device)
     camera = args.video_camera or policy.config.cameras[0]
     if camera not in policy.config.cameras:
-        raise ValueError(
-            f"video camera {camera!r} is not one of the policy's cameras {policy.config.cameras}"
-        )
+        raise ValueError(f"video camera {camera!r} is not one of the policy's cameras {policy.config.cameras}")
     videos = args.output_dir / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     start = time.time()

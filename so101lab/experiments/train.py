@@ -228,9 +228,7 @@ def main(args: Args) -> None:
             }  # fmt: skip
             window_t, window_n = now, 0
             if accel.is_main_process:
-                writer.writerow(
-                    [row[k] for k in ("step", "loss", "lr", "grad_norm", "samples_per_s", "wall_s")]
-                )
+                writer.writerow([row[k] for k in ("step", "loss", "lr", "grad_norm", "samples_per_s", "wall_s")])
                 metrics.flush()
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
                 if run is not None:

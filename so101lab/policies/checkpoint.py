@@ -16,13 +16,13 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from so101lab.policies.smolvla_config import SmolVLAConfig
+from so101lab.policies.smolvla_processor import Stats
 
 MODEL_FILE = "model.safetensors"
 PREPROCESSOR = "policy_preprocessor"
 POSTPROCESSOR = "policy_postprocessor"
 # Buffers of pre-0.4 checkpoints, which kept normalisation inside the model.
 LEGACY_NORM_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
-Stats = dict[str, dict[str, Tensor]]
 
 
 def resolve_vlm_dir(name: str, checkpoint_dir: Path | None, override: str | Path | None = None) -> Path:
@@ -51,9 +51,7 @@ def resolve_vlm_dir(name: str, checkpoint_dir: Path | None, override: str | Path
 
 def _flatten_stats(stats: Stats) -> dict[str, Tensor]:
     return {
-        f"{key}.{stat}": torch.as_tensor(v).float().contiguous()
-        for key, d in stats.items()
-        for stat, v in d.items()
+        f"{key}.{stat}": torch.as_tensor(v).float().contiguous() for key, d in stats.items() for stat, v in d.items()
     }
 
 
@@ -82,9 +80,7 @@ def load_stats(directory: Path) -> Stats:
         key = buffer.removeprefix("buffer_").replace("_", ".")
         stats.setdefault(key, {})[stat] = value
     if not stats:
-        raise FileNotFoundError(
-            f"no normalisation stats in {directory} (no {PREPROCESSOR}.json normalizer step)"
-        )
+        raise FileNotFoundError(f"no normalisation stats in {directory} (no {PREPROCESSOR}.json normalizer step)")
     return stats
 
 

@@ -35,8 +35,6 @@ class ActionQueue:
             if chunk.ndim != 3:
                 raise ValueError(f"predict_chunk must return [batch, steps, dim], got {tuple(chunk.shape)}")
             if chunk.shape[1] < self.n_action_steps:
-                raise ValueError(
-                    f"chunk has {chunk.shape[1]} steps but n_action_steps is {self.n_action_steps}"
-                )
+                raise ValueError(f"chunk has {chunk.shape[1]} steps but n_action_steps is {self.n_action_steps}")
             self._queue.extend(chunk[:, : self.n_action_steps].transpose(0, 1))
         return self._queue.popleft()

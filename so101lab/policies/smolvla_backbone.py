@@ -200,10 +200,7 @@ class VLMWithExpert(nn.Module):
         else:
             # Parameters that never receive a gradient (the last layers' prefix outputs are unused).
             last = [self.num_vlm_layers - 1]
-            if (
-                self.num_vlm_layers != self.num_expert_layers
-                and self.num_vlm_layers % self.num_expert_layers == 0
-            ):
+            if self.num_vlm_layers != self.num_expert_layers and self.num_vlm_layers % self.num_expert_layers == 0:
                 last.append(self.num_vlm_layers - 2)
             self.vlm.lm_head.requires_grad_(False)
             for i in last:

@@ -76,21 +76,15 @@ class SmolVLAConfig:
 
     def __post_init__(self) -> None:
         if self.n_action_steps > self.chunk_size:
-            raise ValueError(
-                f"n_action_steps ({self.n_action_steps}) must not exceed chunk_size ({self.chunk_size})"
-            )
+            raise ValueError(f"n_action_steps ({self.n_action_steps}) must not exceed chunk_size ({self.chunk_size})")
         if self.attention_mode != "cross_attn" and "cross" in self.attention_mode:
             raise ValueError(f"unknown attention_mode {self.attention_mode!r}")
         if self.add_image_special_tokens:
-            raise NotImplementedError(
-                "add_image_special_tokens=True is not supported (LeRobot default False)"
-            )
+            raise NotImplementedError("add_image_special_tokens=True is not supported (LeRobot default False)")
         if self.prefix_length > 0:
             raise NotImplementedError("prefix_length > 0 (fixed-length prefix padding) is not supported")
         if self.pad_language_to not in ("longest", "max_length"):
-            raise ValueError(
-                f"pad_language_to must be 'longest' or 'max_length', got {self.pad_language_to!r}"
-            )
+            raise ValueError(f"pad_language_to must be 'longest' or 'max_length', got {self.pad_language_to!r}")
 
     @property
     def image_features(self) -> list[str]:

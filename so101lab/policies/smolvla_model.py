@@ -140,9 +140,7 @@ class SmolVLAFlowMatching(nn.Module):
         t = time[:, None, None]
         x_t = t * noise + (1 - t) * actions
         u_t = noise - actions
-        prefix, prefix_pad, prefix_starts = self.embed_prefix(
-            images, img_masks, lang_tokens, lang_masks, state
-        )
+        prefix, prefix_pad, prefix_starts = self.embed_prefix(images, img_masks, lang_tokens, lang_masks, state)
         suffix = self.embed_suffix(x_t, time)
         suffix_pad = torch.ones(suffix.shape[:2], dtype=torch.bool, device=suffix.device)
         pad = torch.cat([prefix_pad, suffix_pad], dim=1)
@@ -170,9 +168,7 @@ class SmolVLAFlowMatching(nn.Module):
             noise = self.sample_noise(shape, state.device)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
-        prefix, prefix_pad, prefix_starts = self.embed_prefix(
-            images, img_masks, lang_tokens, lang_masks, state
-        )
+        prefix, prefix_pad, prefix_starts = self.embed_prefix(images, img_masks, lang_tokens, lang_masks, state)
         prefix_mask = attention_mask_2d(prefix_pad, prefix_starts)
         prefix_positions = torch.cumsum(prefix_pad, dim=1) - 1
         cache = self.vlm_with_expert.encode_prefix(prefix, prefix_pad, prefix_mask, prefix_positions)

@@ -32,8 +32,8 @@ class SmolVLAPolicy(nn.Module):
         self.vlm_dir = Path(vlm_dir)
         vlm_config = AutoConfig.from_pretrained(self.vlm_dir)
         tokenizer = AutoTokenizer.from_pretrained(self.vlm_dir)
-        # Parameter dtypes follow the VLM config as in LeRobot (a bfloat16 SmolVLM config gives
-        # bfloat16 vision/text/expert layers; the projections around them stay float32).
+        # Parameter dtypes follow the VLM config as in LeRobot (a config declaring bfloat16
+        # gives bfloat16 text/expert layers; vision and the projections around stay float32).
         self.model = SmolVLAFlowMatching(config, vlm_config)
         self.processor = SmolVLAProcessor(config, tokenizer, stats)
         self.queue = ActionQueue(config.n_action_steps)
@@ -94,9 +94,7 @@ class SmolVLAPolicy(nn.Module):
         """Same as ``loss``: the training forward, so DDP/accelerate wrappers see it."""
         return self.loss(batch, noise, time)
 
-    def forward_inputs(
-        self, inputs: ModelInputs, noise: Tensor | None = None, time: Tensor | None = None
-    ) -> Tensor:
+    def forward_inputs(self, inputs: ModelInputs, noise: Tensor | None = None, time: Tensor | None = None) -> Tensor:
         return self.model(
             inputs.images,
             inputs.img_masks,
