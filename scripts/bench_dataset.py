@@ -7,7 +7,8 @@ Rates are per wall-clock second and per CPU second (this process, its threads an
 children such as ffmpeg): the second is the robust one on a machine shared with other jobs.
 Write: frames/s recording two 480x640 cameras + state/action (encoding included: the clock stops
 when the last episode is saved and readable). Read: samples/s of random `ds[i]` with
-delta_timestamps as SmolVLA trains (action chunk of 50, one frame per camera), one process.
+delta_timestamps as SmolVLA trains (action chunk of 50, one frame per camera), in one process and
+through a DataLoader with 2 workers (batch 8).
 LeRobot writes with its `lerobot-record` defaults (PNG frames, 4 writer threads per camera, encode
 at save) and with `streaming_encoding=True`; it reads with video_backend="pyav". Prints JSON.
 
@@ -90,6 +91,22 @@ def read_rate(get, n_items: int, samples: int) -> tuple[float, float]:
     return rate.of(samples)
 
 
+def loader_rate(ds, samples: int, workers: int = 2, batch_size: int = 8) -> tuple[float, float]:
+    """Samples/s through a torch DataLoader with worker processes, as training reads."""
+    import torch
+
+    idx = np.random.default_rng(2).integers(0, len(ds), samples).tolist()
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(ds, idx), batch_size=batch_size, num_workers=workers, persistent_workers=False
+    )
+    batches = iter(loader)
+    seen = len(next(batches)["index"])  # workers started, files opened
+    with Rate() as rate:
+        for batch in batches:
+            seen += len(batch["index"])
+    return rate.of(samples - batch_size)
+
+
 # ---- so101lab ---------------------------------------------------------------------------------
 
 
@@ -113,6 +130,12 @@ def so101lab_read(root: Path, samples: int) -> tuple[float, float]:
 
     ds = LeRobotDataset(root, delta_timestamps=DELTA)
     return read_rate(ds.__getitem__, len(ds), samples)
+
+
+def so101lab_loader(root: Path, samples: int) -> tuple[float, float]:
+    from so101lab.datasets import LeRobotDataset
+
+    return loader_rate(LeRobotDataset(root, delta_timestamps=DELTA), samples)
 
 
 # ---- LeRobot (runs under the LeRobot python) ---------------------------------------------------
@@ -146,6 +169,13 @@ def lerobot_read(root: Path, samples: int) -> tuple[float, float]:
     return read_rate(ds.__getitem__, len(ds), samples)
 
 
+def lerobot_loader(root: Path, samples: int) -> tuple[float, float]:
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    ds = LeRobotDataset("bench/read", root=root, delta_timestamps=DELTA, video_backend="pyav")
+    return loader_rate(ds, samples)
+
+
 def lerobot_side(args: argparse.Namespace) -> None:
     import logging
 
@@ -156,6 +186,7 @@ def lerobot_side(args: argparse.Namespace) -> None:
         root = Path(args.workdir) / f"lerobot_{mode}"
         out[f"write_fps_{mode}"] = lerobot_write(root, data, args.episodes, mode == "streaming_encoding")
     out["read_samples_per_s"] = lerobot_read(Path(args.read_root), args.samples)
+    out["read_samples_per_s_dataloader_2_workers"] = lerobot_loader(Path(args.read_root), args.samples)
     out["read_samples_per_s_own_dataset"] = lerobot_read(Path(args.workdir) / "lerobot_record_defaults", args.samples)
     print(json.dumps(out))
 
@@ -192,6 +223,7 @@ def main() -> None:
             ours = work / f"so101lab_{r}"
             record("so101lab/write_fps", so101lab_write(ours, data, args.episodes))
             record("so101lab/read_samples_per_s", so101lab_read(ours, args.samples))
+            record("so101lab/read_samples_per_s_dataloader_2_workers", so101lab_loader(ours, args.samples))
             if not args.lerobot_python:
                 continue
             lr_work = work / f"lerobot_{r}"
@@ -235,6 +267,8 @@ def main() -> None:
                     "write_vs_lerobot_best": ours_w / max(lr_rec, lr_stream),
                     "write_vs_lerobot_record_defaults": ours_w / lr_rec,
                     "read_vs_lerobot_same_dataset": ours_r / med[lr + "read_samples_per_s" + suffix],
+                    "read_dataloader_vs_lerobot": med["so101lab/read_samples_per_s_dataloader_2_workers" + suffix]
+                    / med[lr + "read_samples_per_s_dataloader_2_workers" + suffix],
                     "read_vs_lerobot_on_lerobot_dataset": med["so101lab/read_samples_per_s_lerobot_dataset" + suffix]
                     / med[lr + "read_samples_per_s_own_dataset" + suffix],
                 }
