@@ -96,3 +96,19 @@ def test_schedule_matches_lerobot_shape():
     short = cosine_with_warmup(opt, 1e-4, 2.5e-6, warmup_steps=1000, decay_steps=30000, total_steps=300)
     expected = (1 - alpha) * 0.5 * (1 + math.cos(math.pi * 10 / 300)) + alpha  # warmup squeezed to 10
     assert short.lr_lambdas[0](10) == pytest.approx(expected) and short.lr_lambdas[0](300) == pytest.approx(alpha)
+
+
+def test_fine_tune_from_a_lerobot_checkpoint_uses_the_dataset_stats(dataset, tmp_path):
+    ckpt = Path(__file__).parent / "fixtures" / "smolvla_tiny" / "checkpoint"
+    out = tmp_path / "ft"
+    # --chunk-size is left at its default (50): a loaded policy's own chunk size (10) wins.
+    _run(["--dataset", str(dataset), "--output-dir", str(out), "--policy-path", str(ckpt), "--steps", "3",
+          "--save-every", "3", "--batch-size", "4", "--wandb", "disabled", "--device", "cpu"])  # fmt: skip
+    tuned = SmolVLAPolicy.from_pretrained(out / "checkpoints" / "000003" / PRETRAINED)
+    base = SmolVLAPolicy.from_pretrained(ckpt)
+    from so101lab.datasets import LeRobotDataset
+
+    mean = torch.as_tensor(LeRobotDataset(dataset).meta.stats["action"]["mean"], dtype=torch.float32)
+    torch.testing.assert_close(tuned.processor.stats["action"]["mean"], mean)
+    changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
+    assert changed and all("vision_model" not in k for k in changed)  # the frozen vision tower stays put

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from so101lab.contract import FEATURE_ACTION, FEATURE_IMAGE_PREFIX, FEATURE_STATE
 from so101lab.policies import SmolVLAPolicy
-from so101lab.policies.smolvla_config import preset_config
+from so101lab.policies.smolvla_config import SmolVLAConfig, preset_config
 from so101lab.policies.train_state import (
     PRETRAINED,
     cosine_with_warmup,
@@ -61,6 +61,7 @@ class Args:
     decay_lr: float = 2.5e-6
     grad_clip: float = 10.0
     chunk_size: int = 50
+    """Actions predicted per chunk (fresh policies; a loaded checkpoint keeps its own)."""
     n_action_steps: int = 50
     bf16: bool = False
     """Autocast the forward pass to bfloat16."""
@@ -165,7 +166,8 @@ def main(args: Args) -> None:
     if args.resume and resume_from is None:
         raise FileNotFoundError(f"--resume given but no checkpoints in {args.output_dir / 'checkpoints'}")
     probe = LeRobotDataset(args.dataset)
-    chunk = args.chunk_size
+    loaded = resume_from / PRETRAINED if resume_from is not None else args.policy_path
+    chunk = SmolVLAConfig.load(loaded).chunk_size if loaded is not None else args.chunk_size
     delta = {FEATURE_ACTION: [i / probe.fps for i in range(chunk)]}
     dataset = LeRobotDataset(args.dataset, delta_timestamps=delta)
     torch.manual_seed(args.seed)  # a fresh policy's init; a resumed run restores the RNG below
