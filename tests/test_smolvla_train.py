@@ -112,3 +112,13 @@ def test_fine_tune_from_a_lerobot_checkpoint_uses_the_dataset_stats(dataset, tmp
     torch.testing.assert_close(tuned.processor.stats["action"]["mean"], mean)
     changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
     assert changed and all("vision_model" not in k for k in changed)  # the frozen vision tower stays put
+
+
+def test_bf16_autocast_trains_with_finite_losses_near_float32(dataset, tmp_path):
+    base = ["--dataset", str(dataset), "--steps", "3", "--save-every", "3", *COMMON]
+    _run([*base, "--output-dir", str(tmp_path / "fp32")])
+    _run([*base, "--output-dir", str(tmp_path / "bf16"), "--bf16"])
+    fp32, bf16 = _losses(tmp_path / "fp32"), _losses(tmp_path / "bf16")
+    for step in (1, 2, 3):
+        assert math.isfinite(bf16[step])
+        assert abs(bf16[step] - fp32[step]) < 0.05 * fp32[step]

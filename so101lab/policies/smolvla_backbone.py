@@ -70,6 +70,11 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     does, instead of NaN. With float32 values this is one fused SDPA call; with bfloat16
     values the probabilities are rounded to bfloat16 before the value product, as LeRobot does.
     """
+    with torch.autocast(q.device.type, enabled=False):  # scores and softmax stay float32 under autocast
+        return _attention_fp32_scores(q, k, v, mask)
+
+
+def _attention_fp32_scores(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     batch, lq, heads, dim = q.shape
     groups = heads // k.shape[2]
     qh = q.float().transpose(1, 2)
