@@ -180,8 +180,10 @@ def test_randomization_is_seeded_and_restored():
 
 @pytest.mark.parametrize("vectorization_mode", ["sync", "async"])
 def test_vector_envs(vectorization_mode):
+    # Async workers are spawned, not forked: a forked child inherits the parent's EGL state.
+    vector_kwargs = {"context": "spawn"} if vectorization_mode == "async" else {}
     envs = gym.make_vec("so101lab/PickPlace-v0", num_envs=2, vectorization_mode=vectorization_mode,
-                        obs_mode="pixels_agent_pos", image_size=SMALL)
+                        vector_kwargs=vector_kwargs, obs_mode="pixels_agent_pos", image_size=SMALL)
     obs, info = envs.reset(seed=3)
     assert obs["agent_pos"].shape == (2, 6)
     assert obs["pixels"]["front"].shape == (2, *SMALL, 3)

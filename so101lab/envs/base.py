@@ -2,13 +2,12 @@
 
 `SO101Env` loads a task's MJCF, resolves ids by name, owns the 30 Hz control loop over the
 servo model, rendering, randomisation and the sim-to-real contract (observation keys, units,
-spaces). A task subclass fills four hooks: `_reset_task`, `_environment_state`, `_evaluate`
-and the class attributes naming its XML and objects.
+spaces). A task subclass fills a few hooks (`_reset_task`, `is_success`, `_reward_terms`,
+`expert_plan`, optionally `_extra_state`) and the class attributes naming its XML and objects.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,18 +48,6 @@ COLORS: dict[str, tuple[float, float, float]] = {
     "blue": (0.15, 0.3, 0.85),
     "yellow": (0.92, 0.8, 0.12),
 }
-
-
-@dataclass
-class Evaluation:
-    """What a task reports each step: success and the named terms of its dense reward (in [0, 1])."""
-
-    is_success: bool
-    terms: dict[str, float]
-
-    @property
-    def dense_reward(self) -> float:
-        return float(np.mean(list(self.terms.values()))) if self.terms else float(self.is_success)
 
 
 class SO101Env(gym.Env):
@@ -107,8 +94,8 @@ class SO101Env(gym.Env):
         self.qpos_adr = self.servos.qpos_adr
         self.tcp_site = self.model.site("tcp").id
         self.jaw_geoms = (
-            {self.model.geom(n).id for n in ("fixed_pad", "fixed_jaw")},
-            {self.model.geom(n).id for n in ("moving_pad", "moving_jaw_link")},
+            np.array([self.model.geom(n).id for n in ("fixed_pad", "fixed_jaw")]),
+            np.array([self.model.geom(n).id for n in ("moving_pad", "moving_jaw_link")]),
         )
         self.object_bodies = [self.model.body(n).id for n in self.object_names]
         self.object_qpos_adr = [self.model.jnt_qposadr[self.model.body_jntadr[b]] for b in self.object_bodies]
@@ -132,7 +119,19 @@ class SO101Env(gym.Env):
         """Place and colour the objects for a new episode; return its language instruction."""
         raise NotImplementedError
 
-    def _evaluate(self) -> Evaluation:
+    def is_success(self) -> bool:
+        """Whether the task is achieved in the present state (also what the virtual arm reports)."""
+        raise NotImplementedError
+
+    def _reward_terms(self) -> dict[str, float]:
+        """Named terms of the dense reward, each in [0, 1]; the reward is their mean.
+
+        Computed only with ``reward_type="dense"``, and then also reported in ``info``.
+        """
+        raise NotImplementedError
+
+    def expert_plan(self) -> list:
+        """The scripted expert's plan for this episode: a list of `so101lab.envs.experts.Pick`."""
         raise NotImplementedError
 
     def _extra_state_dim(self) -> int:
@@ -155,13 +154,10 @@ class SO101Env(gym.Env):
         mujoco.mj_forward(self.model, self.data)
         self.servos.reset(self.data)
         # Let objects settle on the table under the holding servos before the first observation.
-        for _ in range(5 * self.n_substeps):
-            self.servos.substep(self.data)
-            mujoco.mj_step(self.model, self.data)
+        self.servos.step(self.data, 5 * self.n_substeps)
         self.data.time = 0.0
         self.servos.reset(self.data)
-        evaluation = self._evaluate()
-        return self._observation(), self._info(evaluation)
+        return self._observation(), self._evaluate()[1]
 
     def step(self, action):
         action = np.asarray(action, dtype=np.float32)
@@ -169,15 +165,12 @@ class SO101Env(gym.Env):
             raise ValueError(f"action must be 6 finite joint targets (deg, gripper 0..100), got {action!r}")
         target = lerobot_to_radians(np.clip(action, self.action_space.low, self.action_space.high))
         self.servos.command(self.data, target)
-        for _ in range(self.n_substeps):
-            self.servos.substep(self.data)
-            mujoco.mj_step(self.model, self.data)
-        evaluation = self._evaluate()
-        reward = evaluation.dense_reward if self.reward_type == "dense" else float(evaluation.is_success)
-        terminated = bool(evaluation.is_success and self.terminate_on_success)
+        self.servos.step(self.data, self.n_substeps)
+        reward, info = self._evaluate()
+        terminated = info["is_success"] and self.terminate_on_success
         if self.render_mode == "human":
             self.render()
-        return self._observation(), reward, terminated, False, self._info(evaluation)
+        return self._observation(), reward, terminated, False, info
 
     def render(self):
         if self.render_mode == "rgb_array":
@@ -219,16 +212,11 @@ class SO101Env(gym.Env):
 
     def is_grasped(self, name: str) -> bool:
         """The object touches both jaws."""
-        body = self.model.body(name).id
-        touched = [False, False]
-        for contact in self.data.contact[: self.data.ncon]:
-            g1, g2 = contact.geom1, contact.geom2
-            if self.model.geom_bodyid[g1] != body:
-                g1, g2 = g2, g1
-            if self.model.geom_bodyid[g1] == body:
-                for side, geoms in enumerate(self.jaw_geoms):
-                    touched[side] |= g2 in geoms
-        return all(touched)
+        body = self.object_bodies[self.object_names.index(name)]
+        geom1, geom2 = self.data.contact.geom1, self.data.contact.geom2
+        bodies = self.model.geom_bodyid
+        touching = np.concatenate([geom2[bodies[geom1] == body], geom1[bodies[geom2] == body]])
+        return all(np.isin(jaw, touching).any() for jaw in self.jaw_geoms)
 
     def set_object_pose(self, name: str, pos: np.ndarray, yaw: float = 0.0) -> None:
         adr = self.object_qpos_adr[self.object_names.index(name)]
@@ -259,6 +247,12 @@ class SO101Env(gym.Env):
             obs[OBS_ENV_STATE] = np.concatenate([*poses, self._extra_state()]).astype(np.float32)
         return obs
 
-    def _info(self, evaluation: Evaluation) -> dict[str, Any]:
-        return {"task": self.task, "is_success": evaluation.is_success,
-                **{f"reward_{k}": v for k, v in evaluation.terms.items()}}
+    def _evaluate(self) -> tuple[float, dict[str, Any]]:
+        """The reward and the info dict of the present state."""
+        success = bool(self.is_success())
+        info: dict[str, Any] = {"task": self.task, "is_success": success}
+        if self.reward_type == "sparse":
+            return float(success), info
+        terms = self._reward_terms()
+        info.update({f"reward_{name}": value for name, value in terms.items()})
+        return float(np.mean(list(terms.values()))), info

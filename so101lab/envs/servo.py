@@ -175,6 +175,39 @@ class Servos:
         self.torque_on[:] = enabled
         self._write_drive()
 
+    def step(self, data: mujoco.MjData, nstep: int) -> None:
+        """Advance the physics `nstep` steps under the servos: the one way sims step the arm.
+
+        Steps where the firmware holds its goal (no command falling due, no slew in progress)
+        run as one `mj_step(nstep=k)` call; only the steps where the goal moves run one by one
+        through `substep`. The result equals stepping one by one, except that the load-dependent
+        gear friction is refreshed once per held stretch instead of every step.
+        """
+        dt = self.physics_dt
+        while nstep > 0:
+            while self._queue and self._queue[0][0] <= data.time + 1e-12:
+                self._pending = self._queue.popleft()[1]
+            holding = np.array_equal(self._goal, self._pending) and not self._queue_due(data.time + dt)
+            if not holding:
+                self.substep(data)
+                mujoco.mj_step(self.model, data)
+                nstep -= 1
+                continue
+            k = nstep if not self._queue else min(nstep, max(1, int((self._queue[0][0] - data.time) / dt)))
+            self._update_friction(data)
+            mujoco.mj_step(self.model, data, nstep=k)
+            nstep -= k
+
+    def _queue_due(self, before: float) -> bool:
+        return bool(self._queue) and self._queue[0][0] < before - 1e-12
+
+    def _update_friction(self, data: mujoco.MjData) -> None:
+        """Gear friction grows with the torque the gears carry (the last step's)."""
+        p = self.params
+        if p.friction_load:
+            self.model.dof_frictionloss[self.dof_adr] = (
+                p.frictionloss + p.friction_load * np.abs(data.actuator_force[self.actuator_ids]))
+
     def substep(self, data: mujoco.MjData) -> None:
         """Advance the firmware by one physics step: take due commands, slew, write ctrl.
 
@@ -183,21 +216,24 @@ class Servos:
         latency (the fitter differentiates through it) and in when commands are sent.
         """
         dt = self.physics_dt
-        cursor, end = data.time, data.time + dt
-        current, weighted = self._pending, np.zeros_like(self._pending)
-        while self._queue and self._queue[0][0] < end - 1e-12:
-            due, command = self._queue.popleft()
-            if due > cursor:
-                weighted += current * (due - cursor)
-                cursor = due
-            current = command
-        weighted += current * (end - cursor)
-        self._pending = current
-        target = weighted / dt
+        while self._queue and self._queue[0][0] <= data.time + 1e-12:  # due already: no split
+            self._pending = self._queue.popleft()[1]
+        if self._queue_due(data.time + dt):
+            cursor, end = data.time, data.time + dt
+            current, weighted = self._pending, np.zeros_like(self._pending)
+            while self._queue_due(end):
+                due, command = self._queue.popleft()
+                if due > cursor:
+                    weighted += current * (due - cursor)
+                    cursor = due
+                current = command
+            weighted += current * (end - cursor)
+            self._pending = current
+            target = weighted / dt
+        else:
+            target = self._pending
         p = self.params
         step = p.max_velocity * dt
         self._goal += np.clip(target - self._goal, -step, step)
         data.ctrl[self.actuator_ids] = self._goal
-        if p.friction_load:  # gear friction grows with the torque the gears carry (last step's)
-            self.model.dof_frictionloss[self.dof_adr] = (
-                p.frictionloss + p.friction_load * np.abs(data.actuator_force[self.actuator_ids]))
+        self._update_friction(data)

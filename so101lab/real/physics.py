@@ -121,10 +121,9 @@ class MujocoPhysics:
     def advance(self, dt: float) -> None:
         self._pending = min(self._pending + dt, self.max_lag)
         h = self.model.opt.timestep
-        while self._pending >= h:
-            self.servos.substep(self.data)
-            self._mujoco.mj_step(self.model, self.data)
-            self._pending -= h
+        steps = int(self._pending / h)
+        self.servos.step(self.data, steps)
+        self._pending -= steps * h
 
     def push(self, joint: int, angle: float) -> None:
         if not self.servos.torque_on[joint]:

@@ -99,7 +99,7 @@ class VirtualWorld:
 
     def is_success(self) -> bool:
         with self.physics.lock:
-            return bool(self.sim._evaluate().is_success)
+            return self.sim.is_success()
 
     def camera(self, name: str, height: int = DEFAULT_IMAGE_SIZE[0], width: int = DEFAULT_IMAGE_SIZE[1]
                ) -> VirtualCamera:

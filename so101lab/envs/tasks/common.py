@@ -53,7 +53,7 @@ def in_bin(env: SO101Env, cube: str, bin_name: str) -> bool:
     """The cube rests inside the bin: within its walls, below their top, not held up."""
     pos = env.object_pose(cube)[:3]
     inside = np.all(np.abs(pos[:2] - bin_xy(env, bin_name)) < BIN_INNER_HALF - CUBE_HALF * 0.5)
-    return bool(inside and pos[2] < TABLE_Z + BIN_WALL_TOP + CUBE_HALF and not env.is_grasped(cube))
+    return bool(inside and pos[2] < TABLE_Z + BIN_WALL_TOP + CUBE_HALF) and not env.is_grasped(cube)
 
 
 def above_bin(env: SO101Env, bin_name: str) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from so101lab.envs.base import COLORS, TABLE_Z, Evaluation, SO101Env
+from so101lab.envs.base import COLORS, TABLE_Z, SO101Env
 from so101lab.envs.experts import Pick
 from so101lab.envs.tasks.common import CUBE_HALF, LIFT_HEIGHT, pick_terms, place_cube, sample_positions
 
@@ -20,9 +20,12 @@ class PickCubeEnv(SO101Env):
         place_cube(self, "cube", xy, rng)
         return f"pick up the {color} cube"
 
-    def _evaluate(self) -> Evaluation:
+    def is_success(self) -> bool:
         lifted = self.object_pose("cube")[2] - CUBE_HALF - TABLE_Z > LIFT_HEIGHT
-        return Evaluation(bool(lifted and self.is_grasped("cube")), pick_terms(self, "cube"))
+        return lifted and self.is_grasped("cube")
+
+    def _reward_terms(self) -> dict[str, float]:
+        return pick_terms(self, "cube")
 
     def expert_plan(self) -> list[Pick]:
         return [Pick("cube")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from so101lab.envs.base import COLORS, Evaluation, SO101Env
+from so101lab.envs.base import COLORS, SO101Env
 from so101lab.envs.experts import Pick
 from so101lab.envs.tasks.common import above_bin, bin_xy, in_bin, place_bin, place_cube, place_terms, sample_positions
 
@@ -28,8 +28,11 @@ class PickPlaceEnv(SO101Env):
     def _extra_state(self) -> np.ndarray:
         return bin_xy(self, "bin")
 
-    def _evaluate(self) -> Evaluation:
-        return Evaluation(in_bin(self, "cube", "bin"), place_terms(self, "cube", above_bin(self, "bin")))
+    def is_success(self) -> bool:
+        return in_bin(self, "cube", "bin")
+
+    def _reward_terms(self) -> dict[str, float]:
+        return place_terms(self, "cube", above_bin(self, "bin"))
 
     def expert_plan(self) -> list[Pick]:
         return [Pick("cube", lambda: above_bin(self, "bin"))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from so101lab.envs.base import COLORS, Evaluation, SO101Env
+from so101lab.envs.base import COLORS, SO101Env
 from so101lab.envs.experts import Pick
 from so101lab.envs.tasks.common import above_bin, bin_xy, in_bin, place_bin, place_cube, place_terms, sample_positions
 
@@ -40,11 +40,12 @@ class SortCubesEnv(SO101Env):
     def _extra_state(self) -> np.ndarray:
         return np.concatenate([bin_xy(self, "bin_a"), bin_xy(self, "bin_b")])
 
-    def _evaluate(self) -> Evaluation:
-        done = [in_bin(self, f"cube_{s}", f"bin_{s}") for s in "ab"]
-        terms = {f"{k}_{s}": v for s in "ab"
-                 for k, v in place_terms(self, f"cube_{s}", above_bin(self, f"bin_{s}")).items()}
-        return Evaluation(all(done), terms)
+    def is_success(self) -> bool:
+        return all(in_bin(self, f"cube_{s}", f"bin_{s}") for s in "ab")
+
+    def _reward_terms(self) -> dict[str, float]:
+        return {f"{k}_{s}": v for s in "ab"
+                for k, v in place_terms(self, f"cube_{s}", above_bin(self, f"bin_{s}")).items()}
 
     def expert_plan(self) -> list[Pick]:
         return [Pick(f"cube_{s}", lambda s=s: above_bin(self, f"bin_{s}")) for s in "ab"]

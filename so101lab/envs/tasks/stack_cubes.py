@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from so101lab.envs.base import COLORS, Evaluation, SO101Env
+from so101lab.envs.base import COLORS, SO101Env
 from so101lab.envs.experts import Pick
 from so101lab.envs.tasks.common import CUBE_HALF, PLACE_CLEARANCE, place_cube, place_terms, sample_positions
 
@@ -27,12 +27,14 @@ class StackCubesEnv(SO101Env):
         """Tcp position to release the top cube just above the bottom one."""
         return self.object_pose("cube_b")[:3] + (0, 0, 2 * CUBE_HALF + 2 * PLACE_CLEARANCE)
 
-    def _evaluate(self) -> Evaluation:
+    def is_success(self) -> bool:
         top, bottom = self.object_pose("cube_a")[:3], self.object_pose("cube_b")[:3]
         offset = top - bottom
-        stacked = (np.linalg.norm(offset[:2]) < CUBE_HALF and abs(offset[2] - 2 * CUBE_HALF) < 0.005
-                   and bottom[2] < 1.5 * CUBE_HALF and not self.is_grasped("cube_a"))
-        return Evaluation(bool(stacked), place_terms(self, "cube_a", bottom))
+        return bool(np.linalg.norm(offset[:2]) < CUBE_HALF and abs(offset[2] - 2 * CUBE_HALF) < 0.005
+                    and bottom[2] < 1.5 * CUBE_HALF and not self.is_grasped("cube_a"))
+
+    def _reward_terms(self) -> dict[str, float]:
+        return place_terms(self, "cube_a", self.object_pose("cube_b")[:3])
 
     def expert_plan(self) -> list[Pick]:
         return [Pick("cube_a", self._stack_target)]
