@@ -5,6 +5,8 @@
 Measured, in alternating rounds so machine load hits every variant alike (best round reported):
 - env steps/s in state mode, and raw `mj_step` throughput for the same substeps and the same
   joint targets (ctrl set once per control step): the ratio is what the env layer costs;
+- the same env with an idealised servo (no latency, no speed limit), to show how much of that
+  cost is the firmware emulation on the substeps where the servo goal moves;
 - env steps/s in pixel mode (both cameras), and raw physics plus a raw `mujoco.Renderer` of the
   same cameras at the same size: the ratio again;
 - raw renderer frames/s for the scene's render settings and with shadows and 4x MSAA switched
@@ -27,6 +29,7 @@ import mujoco
 import numpy as np
 from so101lab.contract import CONTROL_DT, lerobot_to_radians
 from so101lab.envs.base import HOME_POSE
+from so101lab.envs.servo import ServoParams
 
 
 def joint_targets(steps: int) -> np.ndarray:
@@ -102,6 +105,8 @@ def main() -> None:
     cameras = ("front", "wrist")
 
     state_env = gym.make(args.env_id, obs_mode="state")
+    ideal_env = gym.make(args.env_id, obs_mode="state",
+                         servo_params=ServoParams(latency=0.0, max_velocity=float("inf")))
     pixel_env = gym.make(args.env_id, obs_mode="pixels_agent_pos", cameras=cameras,
                          image_size=(args.height, args.width))
     sim = state_env.unwrapped
@@ -112,10 +117,12 @@ def main() -> None:
     state_actions, pixel_actions = joint_targets(args.steps), joint_targets(args.pixel_steps)
 
     results: dict[str, list[float]] = {k: [] for k in (
-        "env_state_steps_per_s", "raw_mj_step_steps_per_s", "env_pixels_steps_per_s", "raw_pixels_steps_per_s",
+        "env_state_steps_per_s", "env_state_ideal_servo_steps_per_s", "raw_mj_step_steps_per_s",
+        "env_pixels_steps_per_s", "raw_pixels_steps_per_s",
         "render_fps", "render_fps_shadows_msaa")}
     for _ in range(args.rounds):
         results["env_state_steps_per_s"].append(bench_env(state_env, state_actions))
+        results["env_state_ideal_servo_steps_per_s"].append(bench_env(ideal_env, state_actions))
         results["raw_mj_step_steps_per_s"].append(bench_raw(raw_model, n_substeps, state_actions))
         results["env_pixels_steps_per_s"].append(bench_env(pixel_env, pixel_actions))
         results["raw_pixels_steps_per_s"].append(
@@ -134,6 +141,8 @@ def main() -> None:
         "machine": platform.machine(),
         **{k: round(v, 1) for k, v in best.items()},
         "ratio_state_env_over_raw": round(best["env_state_steps_per_s"] / best["raw_mj_step_steps_per_s"], 3),
+        "ratio_state_ideal_servo_env_over_raw": round(
+            best["env_state_ideal_servo_steps_per_s"] / best["raw_mj_step_steps_per_s"], 3),
         "ratio_pixels_env_over_raw": round(best["env_pixels_steps_per_s"] / best["raw_pixels_steps_per_s"], 3),
         "ratio_render_plain_over_shadows_msaa": round(best["render_fps"] / best["render_fps_shadows_msaa"], 2),
         "all_rounds": {k: [round(x, 1) for x in v] for k, v in results.items()},
