@@ -6,7 +6,7 @@ import os as _os
 if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
     _os.environ["MUJOCO_GL"] = "egl"
 
-from so101lab.envs.registration import register_envs as _register_envs  # noqa: E402
+from so101lab.envs.registration import register_envs as _register_envs
 
 _register_envs()
 

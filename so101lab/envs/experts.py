@@ -27,6 +27,7 @@ FIXED_JAW_CLEARANCE = 0.004  # m: descend with the fixed jaw this far clear of t
 HOVER = 0.045  # m above a grasp or release point (pointing straight down is reachable to ~0.1 m)
 LIFT = 0.07  # m a grasped cube is lifted before it is carried
 SPEED = 0.25  # m/s along a path
+JOINT_SPEED = 1.5  # rad/s of the fastest joint on the first, joint-space move
 MIN_SEGMENT = 0.4  # s
 ARRIVE_TOLERANCE = 0.004  # m between the tool and its waypoint before the jaw acts
 MAX_WAIT_STEPS = 20  # control steps to wait for the arm to arrive or the jaw to stop
@@ -82,6 +83,14 @@ class ScriptedExpert:
         self._segment: tuple[Waypoint, Waypoint, float] | None = None  # start, goal, duration
         self._t = 0.0
         self._waited = 0
+        # From the rest pose (not pointing down) to above the first cube: a joint-space move, as
+        # the tool's orientation changes too much for a straight Cartesian path.
+        self._plan_pick()
+        first = self._queue.pop(0)
+        q_goal, _ = self.ik.solve(self.ik.elbow_up, first.position, top_down_rotation(first.yaw), iterations=200)
+        delta = np.abs(q_goal - self._q[:5]).max()
+        self._joint_move = (self._q[:5].copy(), q_goal, max(delta / JOINT_SPEED, MIN_SEGMENT), 0.0)
+        self._now = Waypoint(first.position, first.yaw, first.gripper)
 
     # ---- planning --------------------------------------------------------------------------
     def _grasp_yaw(self, cube: str) -> float:
@@ -137,12 +146,18 @@ class ScriptedExpert:
         if self._last_time is None or self.env.data.time < self._last_time:
             self.reset()
         self._last_time = self.env.data.time
-        if self._segment is None:
-            self._start_next_segment()
-        if self._segment is not None:
-            self._follow_segment()
-        q_arm, _ = self.ik.solve(self._q, self._now.position, top_down_rotation(self._now.yaw))
-        self._q[:5] = q_arm
+        if self._joint_move is not None:
+            start, goal, duration, t = self._joint_move
+            t += CONTROL_DT
+            self._q[:5] = start + min_jerk(t / duration) * (goal - start)
+            self._joint_move = None if t >= duration else (start, goal, duration, t)
+        else:
+            if self._segment is None:
+                self._start_next_segment()
+            if self._segment is not None:
+                self._follow_segment()
+            q_arm, _ = self.ik.solve(self._q, self._now.position, top_down_rotation(self._now.yaw))
+            self._q[:5] = q_arm
         action = radians_to_lerobot(self._q)
         action[5] = self._now.gripper
         return action.astype(np.float32)
