@@ -7,7 +7,6 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
-import torch
 import tyro
 
 from so101lab.experiments import eval as eval_cmd
@@ -15,12 +14,7 @@ from so101lab.experiments import eval as eval_cmd
 CHECKPOINT = Path(__file__).parent / "fixtures" / "smolvla_tiny" / "checkpoint"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_eval_writes_lerobot_metrics_and_videos(tmp_path):

@@ -22,13 +22,7 @@ VARIANTS = {"float32": "", "bfloat16": "_bf16"}
 LEROBOT_PY = Path("/root/.cache/lerobot-ref/bin/python")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a shared 2-core box: OpenMP threads spinning against other jobs cost 10x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))

@@ -17,12 +17,7 @@ from so101lab.policies.vlm_presets import PRESETS, image_seq_len, write_vlm_dir
 FIXTURE = Path(__file__).parent / "fixtures" / "smolvla_tiny"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

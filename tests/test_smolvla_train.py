@@ -22,13 +22,7 @@ COMMON = ["--preset", "tiny", "--batch-size", "8", "--chunk-size", "10", "--n-ac
 COMMON += ["--wandb", "disabled", "--log-every", "1", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a shared 2-core box: OpenMP threads spinning against other jobs cost 10x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
