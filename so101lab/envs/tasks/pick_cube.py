@@ -22,7 +22,7 @@ class PickCubeEnv(SO101Env):
 
     def is_success(self) -> bool:
         lifted = self.object_pose("cube")[2] - CUBE_HALF - TABLE_Z > LIFT_HEIGHT
-        return lifted and self.is_grasped("cube")
+        return bool(lifted) and self.is_grasped("cube")
 
     def _reward_terms(self) -> dict[str, float]:
         return pick_terms(self, "cube")
