@@ -18,6 +18,10 @@ SIM_ENV_IDS = tuple(ENV_IDS)
 
 
 def register_envs() -> None:
+    """The sim tasks and `so101lab/Real-v0` (same spaces and units: one changed env id)."""
+    from so101lab.real import register_real_env
+
+    register_real_env()
     for env_id, (entry_point, seconds) in ENV_IDS.items():
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=entry_point, max_episode_steps=seconds * CONTROL_HZ,
