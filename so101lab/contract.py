@@ -63,22 +63,21 @@ def image_feature(camera: str) -> str:
     return f"{FEATURE_IMAGE_PREFIX}{camera}"
 
 
+# LeRobot units are an affine map of joint angles: degrees for the arm, and the gripper's range
+# stretched to 0..100. units = radians * _SCALE + _OFFSET.
+_GRIPPER_SPAN = GRIPPER_RANGE_RAD[1] - GRIPPER_RANGE_RAD[0]
+_SCALE = np.array([180.0 / np.pi] * 5 + [100.0 / _GRIPPER_SPAN])
+_OFFSET = np.array([0.0] * 5 + [-GRIPPER_RANGE_RAD[0] * 100.0 / _GRIPPER_SPAN])
+
+
 def radians_to_lerobot(q: np.ndarray) -> np.ndarray:
     """Joint angles (rad, model zero = calibrated mid pose) -> LeRobot units (deg, gripper 0..100)."""
-    q = np.asarray(q, dtype=np.float64)
-    out = np.rad2deg(q)
-    lo, hi = GRIPPER_RANGE_RAD
-    out[..., 5] = (q[..., 5] - lo) / (hi - lo) * 100.0
-    return out
+    return np.asarray(q, dtype=np.float64) * _SCALE + _OFFSET
 
 
 def lerobot_to_radians(x: np.ndarray) -> np.ndarray:
     """LeRobot units (deg, gripper 0..100) -> joint angles (rad); inverse of `radians_to_lerobot`."""
-    x = np.asarray(x, dtype=np.float64)
-    out = np.deg2rad(x)
-    lo, hi = GRIPPER_RANGE_RAD
-    out[..., 5] = lo + x[..., 5] / 100.0 * (hi - lo)
-    return out
+    return (np.asarray(x, dtype=np.float64) - _OFFSET) / _SCALE
 
 
 _RANGES = np.array([JOINT_RANGES_RAD[n] for n in JOINT_NAMES])
