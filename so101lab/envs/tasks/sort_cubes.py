@@ -16,20 +16,20 @@ CUBE_BAND = ((0.15, 0.28), (-0.03, 0.03))
 
 
 class SortCubesEnv(SO101Env):
-    """cube_a belongs in bin_a, cube_b in bin_b; which side each bin is on varies."""
+    """a_cube belongs in a_bin, b_cube in b_bin; which side each bin is on varies."""
 
     xml_file = "sort_cubes.xml"
-    object_names = ("cube_a", "cube_b")
+    object_names = ("a_cube", "b_cube")
 
     def _reset_task(self, rng: np.random.Generator) -> str:
         colors = [str(c) for c in rng.choice(list(COLORS), 2, replace=False)]
-        for suffix, color in zip("ab", colors):
+        for role, color in zip("ab", colors):
             rgb = self.randomizer.jitter_color(rng, COLORS[color])
-            self.set_color(f"cube_{suffix}", rgb)
-            self.set_color(f"bin_{suffix}", rgb)
+            self.set_color(f"{role}_cube", rgb)
+            self.set_color(f"{role}_bin", rgb)
         sides = rng.permutation(2)
-        for suffix, side in zip("ab", sides):
-            place_bin(self, f"bin_{suffix}", BIN_SIDES[side] + rng.uniform(-BIN_JITTER, BIN_JITTER, 2))
+        for role, side in zip("ab", sides):
+            place_bin(self, f"{role}_bin", BIN_SIDES[side] + rng.uniform(-BIN_JITTER, BIN_JITTER, 2))
         for name, xy in zip(self.object_names, sample_positions(rng, [0.025, 0.025], CUBE_BAND)):
             place_cube(self, name, xy, rng)
         return f"put the {colors[0]} cube in the {colors[0]} bin and the {colors[1]} cube in the {colors[1]} bin"
@@ -38,14 +38,14 @@ class SortCubesEnv(SO101Env):
         return 4
 
     def _extra_state(self) -> np.ndarray:
-        return np.concatenate([bin_xy(self, "bin_a"), bin_xy(self, "bin_b")])
+        return np.concatenate([bin_xy(self, "a_bin"), bin_xy(self, "b_bin")])
 
     def is_success(self) -> bool:
-        return all(in_bin(self, f"cube_{s}", f"bin_{s}") for s in "ab")
+        return all(in_bin(self, f"{s}_cube", f"{s}_bin") for s in "ab")
 
     def _reward_terms(self) -> dict[str, float]:
         return {f"{k}_{s}": v for s in "ab"
-                for k, v in place_terms(self, f"cube_{s}", above_bin(self, f"bin_{s}")).items()}
+                for k, v in place_terms(self, f"{s}_cube", above_bin(self, f"{s}_bin")).items()}
 
     def expert_plan(self) -> list[Pick]:
-        return [Pick(f"cube_{s}", lambda s=s: above_bin(self, f"bin_{s}")) for s in "ab"]
+        return [Pick(f"{s}_cube", lambda s=s: above_bin(self, f"{s}_bin")) for s in "ab"]
