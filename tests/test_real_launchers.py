@@ -239,3 +239,46 @@ def test_record_from_another_process_through_the_served_virtual_world(tmp_path):
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
     assert not sock.exists()
+
+
+def test_calibrate_command_line_with_keyboard_prompts(tmp_path):
+    """The real CLI in a subprocess: Enter at the middle pose, joints swept by hand, Enter to stop."""
+    import threading
+    import time
+
+    with VirtualArm(seed=9) as arm:
+        arm.move_by_hand(dict(zip(JOINT_NAMES, np.zeros(6), strict=True)))
+        out = tmp_path / "follower.json"
+        cmd = [sys.executable, "-m", "so101lab.experiments.cli", "calibrate", "--port", arm.port, "--out", str(out)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=0)
+        printed: list[str] = []
+        threading.Thread(target=lambda: printed.extend(iter(lambda: proc.stdout.read(1), "")), daemon=True).start()
+
+        def wait_for(text: str) -> None:
+            deadline = time.monotonic() + 60
+            while text not in "".join(printed):
+                assert time.monotonic() < deadline and proc.poll() is None, "".join(printed)
+                time.sleep(0.05)
+
+        try:
+            wait_for("middle of its range")
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            wait_for("entire range of motion")  # recording runs until the next Enter
+            time.sleep(0.3)
+            for pose in np.linspace(LOW, HIGH, 10):
+                arm.move_by_hand(dict(zip(JOINT_NAMES, pose, strict=True)))
+                time.sleep(0.05)
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        time.sleep(0.1)
+        assert proc.returncode == 0, "".join(printed)
+        assert f"calibration written to {out}" in "".join(printed)
+        cal = load_calibration(out)
+        expected = arm.calibration()
+        for name in JOINT_NAMES:
+            assert cal[name].homing_offset == expected[name].homing_offset
+            assert abs(cal[name].range_max - expected[name].range_max) <= 1

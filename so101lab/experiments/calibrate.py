@@ -44,7 +44,7 @@ class KeyboardPrompts:
         self.recording: EnterPressed | None = None
 
     def ready(self, message: str) -> None:
-        if "range" in message:
+        if "entire range" in message:
             self.recording = EnterPressed(message)
         else:
             wait_for_enter(message)
