@@ -11,21 +11,21 @@ from so101lab.envs.tasks.common import CUBE_HALF, LIFT_HEIGHT, pick_terms, place
 
 class PickCubeEnv(SO101Env):
     xml_file = "pick_cube.xml"
-    object_names = ("cube",)
+    object_names = ("a_cube",)
 
     def _reset_task(self, rng: np.random.Generator) -> str:
         color = str(rng.choice(list(COLORS)))
-        self.set_color("cube", self.randomizer.jitter_color(rng, COLORS[color]))
+        self.set_color("a_cube", self.randomizer.jitter_color(rng, COLORS[color]))
         (xy,) = sample_positions(rng, [0.02])
-        place_cube(self, "cube", xy, rng)
+        place_cube(self, "a_cube", xy, rng)
         return f"pick up the {color} cube"
 
     def is_success(self) -> bool:
-        lifted = self.object_pose("cube")[2] - CUBE_HALF - TABLE_Z > LIFT_HEIGHT
-        return bool(lifted) and self.is_grasped("cube")
+        lifted = self.object_pose("a_cube")[2] - CUBE_HALF - TABLE_Z > LIFT_HEIGHT
+        return bool(lifted) and self.is_grasped("a_cube")
 
     def _reward_terms(self) -> dict[str, float]:
-        return pick_terms(self, "cube")
+        return pick_terms(self, "a_cube")
 
     def expert_plan(self) -> list[Pick]:
-        return [Pick("cube")]
+        return [Pick("a_cube")]
