@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from so101lab.envs.registration import SIM_ENV_IDS
+from so101lab.experiments.metrics import wilson_interval
 
 
 @dataclass
@@ -28,16 +29,6 @@ class Args:
     """Worker processes (one task per process at a time)."""
     min_success: float = 0.95
     """Exit with status 1 if any task's success rate is below this."""
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a success rate (sound for rates near 0 or 1)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def run_expert(env_id: str, seed: int) -> tuple[bool, int]:

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from so101lab.contract import CONTROL_HZ, OBS_PIXELS
-from so101lab.experiments.check_experts import wilson_interval
+from so101lab.experiments.metrics import wilson_interval
 from so101lab.policies import SmolVLAPolicy
 
 EVAL_INFO = "eval_info.json"
