@@ -105,7 +105,7 @@ class SO101Env(gym.Env):
                                      fixed_cams)
 
         self.action_space = joint_space()
-        env_state_dim = 7 * len(self.object_names) + self._extra_state_dim()
+        env_state_dim = 7 * len(self.object_names) + len(self._extra_state())
         self.observation_space = observation_space(
             self.cameras if obs_mode == "pixels_agent_pos" else (),
             env_state_dim if obs_mode == "state" else None,
@@ -134,11 +134,8 @@ class SO101Env(gym.Env):
         """The scripted expert's plan for this episode: a list of `so101lab.envs.experts.Pick`."""
         raise NotImplementedError
 
-    def _extra_state_dim(self) -> int:
-        """Size of task-specific entries appended to environment_state (e.g. target positions)."""
-        return 0
-
     def _extra_state(self) -> np.ndarray:
+        """Task-specific entries appended to environment_state (e.g. target positions); fixed size."""
         return np.zeros(0)
 
     # ---- gym API ---------------------------------------------------------------------------

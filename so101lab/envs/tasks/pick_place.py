@@ -22,9 +22,6 @@ class PickPlaceEnv(SO101Env):
         place_cube(self, "a_cube", cube_pos, rng)
         return f"put the {cube_color} cube in the {bin_color} bin"
 
-    def _extra_state_dim(self) -> int:
-        return 2
-
     def _extra_state(self) -> np.ndarray:
         return bin_xy(self, "a_bin")
 

@@ -34,9 +34,6 @@ class SortCubesEnv(SO101Env):
             place_cube(self, name, xy, rng)
         return f"put the {colors[0]} cube in the {colors[0]} bin and the {colors[1]} cube in the {colors[1]} bin"
 
-    def _extra_state_dim(self) -> int:
-        return 4
-
     def _extra_state(self) -> np.ndarray:
         return np.concatenate([bin_xy(self, "a_bin"), bin_xy(self, "b_bin")])
 
