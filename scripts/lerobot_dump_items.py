@@ -17,6 +17,20 @@ import json
 import numpy as np
 
 
+def dump_items(ds, indices: list[int]) -> dict[str, np.ndarray]:
+    """LeRobot's items as "<index>/<key>" arrays, plus "tasks" (the task string of each index)."""
+    out: dict[str, np.ndarray] = {}
+    tasks = []
+    for idx in indices:
+        item = ds[idx]
+        tasks.append(item["task"])
+        for key, value in item.items():
+            if key != "task":
+                out[f"{idx}/{key}"] = value.numpy()
+    out["tasks"] = np.array(tasks)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("root")
@@ -43,14 +57,7 @@ def main() -> None:
             )
         ),
     }
-    tasks = []
-    for idx in indices:
-        item = ds[idx]
-        tasks.append(item["task"])
-        for key, value in item.items():
-            if key != "task":
-                out[f"{idx}/{key}"] = value.numpy()
-    out["tasks"] = np.array(tasks)
+    out.update(dump_items(ds, indices))
     np.savez_compressed(args.out, **out)
 
 

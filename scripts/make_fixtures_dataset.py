@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from lerobot_dump_items import dump_items  # sibling script (run from scripts/ with LeRobot's python)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 ROOT = FIXTURES / "lerobot_dataset"
@@ -76,15 +77,7 @@ def write(root: Path, expected_path: Path, episodes, dtype: str, size: tuple[int
 
     delta = {k: v for k, v in DELTA_TIMESTAMPS.items() if k in features}
     read = LeRobotDataset("so101lab/fixture", root=root, delta_timestamps=delta, video_backend="pyav")
-    expected: dict[str, np.ndarray] = {"probe_indices": np.array(probes)}
-    tasks = []
-    for idx in probes:
-        item = read[idx]
-        tasks.append(item["task"])
-        for key, value in item.items():
-            if key != "task":
-                expected[f"{idx}/{key}"] = value.numpy()
-    expected["tasks"] = np.array(tasks)
+    expected: dict[str, np.ndarray] = {"probe_indices": np.array(probes), **dump_items(read, probes)}
     expected["delta_timestamps"] = np.array(json.dumps(delta))
     np.savez_compressed(expected_path, **expected)
     print(f"wrote {root} and {expected_path}", file=sys.stderr)
