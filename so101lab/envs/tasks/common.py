@@ -49,11 +49,20 @@ def bin_xy(env: SO101Env, name: str) -> np.ndarray:
     return env.model.body_pos[env.model.body(name).id][:2].copy()
 
 
+def cube_lifted(cube_pos: np.ndarray) -> np.ndarray:
+    """PickCube's height test on a cube centre (NumPy or JAX arrays, batched over leading axes)."""
+    return cube_pos[..., 2] - CUBE_HALF - TABLE_Z > LIFT_HEIGHT
+
+
+def cube_within_bin(cube_pos: np.ndarray, bin_pos_xy: np.ndarray) -> np.ndarray:
+    """A cube centre lies within a bin's walls and below their top (NumPy or JAX arrays)."""
+    inside = (abs(cube_pos[..., :2] - bin_pos_xy) < BIN_INNER_HALF - CUBE_HALF * 0.5).all(-1)
+    return inside & (cube_pos[..., 2] < TABLE_Z + BIN_WALL_TOP + CUBE_HALF)
+
+
 def in_bin(env: SO101Env, cube: str, bin_name: str) -> bool:
     """The cube rests inside the bin: within its walls, below their top, not held up."""
-    pos = env.object_pose(cube)[:3]
-    inside = np.all(np.abs(pos[:2] - bin_xy(env, bin_name)) < BIN_INNER_HALF - CUBE_HALF * 0.5)
-    return bool(inside and pos[2] < TABLE_Z + BIN_WALL_TOP + CUBE_HALF) and not env.is_grasped(cube)
+    return bool(cube_within_bin(env.object_pose(cube)[:3], bin_xy(env, bin_name))) and not env.is_grasped(cube)
 
 
 def above_bin(env: SO101Env, bin_name: str) -> np.ndarray:

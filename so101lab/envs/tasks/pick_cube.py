@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from so101lab.envs.base import COLORS, TABLE_Z, SO101Env
+from so101lab.envs.base import COLORS, SO101Env
 from so101lab.envs.experts import Pick
-from so101lab.envs.tasks.common import CUBE_HALF, LIFT_HEIGHT, pick_terms, place_cube, sample_positions
+from so101lab.envs.tasks.common import cube_lifted, pick_terms, place_cube, sample_positions
 
 
 class PickCubeEnv(SO101Env):
@@ -21,8 +21,7 @@ class PickCubeEnv(SO101Env):
         return f"pick up the {color} cube"
 
     def is_success(self) -> bool:
-        lifted = self.object_pose("a_cube")[2] - CUBE_HALF - TABLE_Z > LIFT_HEIGHT
-        return bool(lifted) and self.is_grasped("a_cube")
+        return bool(cube_lifted(self.object_pose("a_cube"))) and self.is_grasped("a_cube")
 
     def _reward_terms(self) -> dict[str, float]:
         return pick_terms(self, "a_cube")

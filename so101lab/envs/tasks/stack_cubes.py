@@ -8,6 +8,17 @@ from so101lab.envs.base import COLORS, SO101Env
 from so101lab.envs.experts import Pick
 from so101lab.envs.tasks.common import CUBE_HALF, PLACE_CLEARANCE, place_cube, place_terms, sample_positions
 
+STACK_HEIGHT_TOLERANCE = 0.005  # m: the top cube's centre within this of resting on the bottom one
+BOTTOM_MAX_Z = 1.5 * CUBE_HALF  # m: the bottom cube's centre below this (still on the table)
+
+
+def cubes_stacked(top_pos: np.ndarray, bottom_pos: np.ndarray) -> np.ndarray:
+    """The top cube's centre rests on the bottom one's, which is on the table (NumPy or JAX arrays)."""
+    offset = top_pos[..., :3] - bottom_pos[..., :3]
+    centred = (offset[..., 0] ** 2 + offset[..., 1] ** 2) ** 0.5 < CUBE_HALF
+    resting = abs(offset[..., 2] - 2 * CUBE_HALF) < STACK_HEIGHT_TOLERANCE
+    return centred & resting & (bottom_pos[..., 2] < BOTTOM_MAX_Z)
+
 
 class StackCubesEnv(SO101Env):
     """a_cube goes on b_cube."""
@@ -28,10 +39,8 @@ class StackCubesEnv(SO101Env):
         return self.object_pose("b_cube")[:3] + (0, 0, 2 * CUBE_HALF + 2 * PLACE_CLEARANCE)
 
     def is_success(self) -> bool:
-        top, bottom = self.object_pose("a_cube")[:3], self.object_pose("b_cube")[:3]
-        offset = top - bottom
-        return bool(np.linalg.norm(offset[:2]) < CUBE_HALF and abs(offset[2] - 2 * CUBE_HALF) < 0.005
-                    and bottom[2] < 1.5 * CUBE_HALF and not self.is_grasped("a_cube"))
+        return bool(cubes_stacked(self.object_pose("a_cube"), self.object_pose("b_cube"))) \
+            and not self.is_grasped("a_cube")
 
     def _reward_terms(self) -> dict[str, float]:
         return place_terms(self, "a_cube", self.object_pose("b_cube")[:3])
