@@ -39,7 +39,7 @@ class Args:
     port: str
     """Serial port of the follower, or virtual:<Task> for an in-process virtual arm."""
     policy: str = "expert"
-    """A SmolVLA checkpoint directory, or 'expert' (virtual arm: the task's scripted expert)."""
+    """A policy checkpoint directory (SmolVLA or ACT), or 'expert' (virtual arm: the task's scripted expert)."""
     calibration: Path = field(default_factory=lambda: default_calibration("follower"))
     """Follower calibration file."""
     cameras: tuple[str, ...] = ()
@@ -62,7 +62,7 @@ class Args:
     """Write the per-episode results as JSON here."""
 
 
-def load_policy(args: Args, port: Port) -> tuple[Policy, Callable[[], None]]:
+def policy_functions(args: Args, port: Port) -> tuple[Policy, Callable[[], None]]:
     """(act(obs, task) -> action, reset()) for a checkpoint or the virtual scene's expert."""
     if args.policy == "expert":
         if port.world is None:
@@ -78,9 +78,9 @@ def load_policy(args: Args, port: Port) -> tuple[Policy, Callable[[], None]]:
                 return expert.act(obs)
 
         return act, lambda: None
-    from so101lab.policies.smolvla_policy import SmolVLAPolicy
+    from so101lab.policies import load_policy
 
-    policy = SmolVLAPolicy.from_pretrained(args.policy, vlm_dir=args.vlm_dir)
+    policy = load_policy(args.policy, vlm_dir=args.vlm_dir)
     return policy.select_action, policy.reset
 
 
@@ -90,7 +90,7 @@ def run(args: Args) -> dict:
         port = stack.enter_context(open_port(args.port, args.seed))
         if port.hooks is None and not args.task:
             raise SystemExit("give the instruction with --task (a virtual scene supplies its own)")
-        act, reset_policy = load_policy(args, port)
+        act, reset_policy = policy_functions(args, port)
         cams = open_cameras(args.cameras, port, args.image_size)
         env = SO101RealEnv(port.path, resolve_calibration(args.calibration, port), cams,
                            image_size=args.image_size, task=args.task, episode_hooks=port.hooks,

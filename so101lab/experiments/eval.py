@@ -1,4 +1,4 @@
-"""``so101lab eval``: run a policy checkpoint for N episodes in a sim env and report success.
+"""``so101lab eval``: run a policy checkpoint (SmolVLA or ACT) for N episodes in a sim env and report success.
 
 Episodes run in batches of ``batch_size`` envs stepped together (a Gymnasium vector env; the
 policy sees a batched observation). Episode ``i`` is reset with seed ``seed + i``. Writes
@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from so101lab.contract import CONTROL_HZ, OBS_PIXELS
 from so101lab.experiments.metrics import wilson_interval
-from so101lab.policies import SmolVLAPolicy
+from so101lab.policies import Policy, load_policy
 
 EVAL_INFO = "eval_info.json"
 
@@ -51,7 +51,7 @@ class Args:
     device: str = "cpu"
 
 
-def _make_envs(args: Args, policy: SmolVLAPolicy, n: int) -> gym.vector.VectorEnv:
+def _make_envs(args: Args, policy: Policy, n: int) -> gym.vector.VectorEnv:
     import so101lab  # noqa: F401  (registers the envs, also in subprocesses)
 
     shape = policy.config.input_features[policy.config.image_features[0]].shape
@@ -63,7 +63,7 @@ def _make_envs(args: Args, policy: SmolVLAPolicy, n: int) -> gym.vector.VectorEn
 
 
 def run_batch(
-    args: Args, policy: SmolVLAPolicy, seeds: list[int], film: int, camera: str
+    args: Args, policy: Policy, seeds: list[int], film: int, camera: str
 ) -> tuple[list[dict], list[list[np.ndarray]]]:
     """Run one batch of episodes to completion; returns per-episode results and video frames."""
     envs = _make_envs(args, policy, len(seeds))
@@ -99,7 +99,7 @@ def main(args: Args) -> dict:
 
     if args.n_episodes < 1 or args.batch_size < 1:
         raise ValueError("n_episodes and batch_size must be >= 1")
-    policy = SmolVLAPolicy.from_pretrained(args.policy_path, vlm_dir=args.vlm_dir, device=args.device)
+    policy = load_policy(args.policy_path, device=args.device, vlm_dir=args.vlm_dir)
     camera = args.video_camera or policy.config.cameras[0]
     if camera not in policy.config.cameras:
         raise ValueError(f"video camera {camera!r} is not one of the policy's cameras {policy.config.cameras}")

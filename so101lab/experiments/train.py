@@ -1,10 +1,14 @@
-"""``so101lab train``: train or fine-tune SmolVLA on a LeRobot dataset, resumable exactly.
+"""``so101lab train``: train SmolVLA (fresh or fine-tuned) or ACT on a LeRobot dataset, resumable exactly.
 
 Reads top to bottom: dataset -> policy -> AdamW + cosine schedule -> loop (bf16 autocast
 optional, grad clipping) with CSV/wandb metrics and checkpoints every ``save_every`` steps
-under ``output_dir/checkpoints/<step>/{pretrained_model,training_state}``. Flow-matching noise
-and time of step ``k`` come from a generator seeded by (seed, k) and the data order from
-(seed, epoch), so a resumed run continues with the very losses the original would have had.
+under ``output_dir/checkpoints/<step>/{pretrained_model,training_state}``. The randomness of
+step ``k`` (flow-matching noise and time; ACT's latent sample, dropout and image shifts) comes
+from a generator seeded by (seed, k) and the data order from (seed, epoch), so a resumed run
+continues with the very losses the original would have had.
+
+SmolVLA reads frames through the dataset reader (DataLoader workers); ACT, small enough that
+decoding would dominate, trains from frames decoded and resized once into memory.
 
 Multi-GPU / multi-node: ``accelerate launch -m so101lab.experiments.cli train ...``.
 """
@@ -16,17 +20,18 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from so101lab.contract import FEATURE_ACTION, FEATURE_IMAGE_PREFIX, FEATURE_STATE
-from so101lab.policies import SmolVLAPolicy
-from so101lab.policies.smolvla_config import SmolVLAConfig, preset_config
+from so101lab.policies import ACTConfig, ACTPolicy, SmolVLAPolicy
+from so101lab.policies.smolvla_config import SmolVLAConfig, preset_config, so101_features
 from so101lab.policies.train_state import (
     PRETRAINED,
     cosine_with_warmup,
@@ -40,22 +45,44 @@ METRIC_COLUMNS = ("step", "loss", "lr", "grad_norm", "samples_per_s", "wall_s")
 
 
 @dataclass
+class ACTOptions:
+    """Size and behaviour of a fresh ACT policy (see so101lab.policies.ACTConfig)."""
+
+    image_size: tuple[int, int] = (96, 128)
+    """(height, width) the cameras are resized to."""
+    dim_model: int = 128
+    n_heads: int = 4
+    dim_feedforward: int = 512
+    n_encoder_layers: int = 4
+    n_decoder_layers: int = 1
+    use_vae: bool = True
+    kl_weight: float = 10.0
+    dropout: float = 0.1
+    augment_shift: int = 4
+    temporal_ensemble_coeff: float | None = None
+    weight_decay: float = 1e-4
+
+
+@dataclass
 class Args:
     dataset: Path
     """Root of a LeRobot v3.0 dataset on disk."""
     output_dir: Path = Path("outputs/train")
     """Checkpoints, metrics.csv and wandb files go here."""
+    policy: Literal["smolvla", "act"] = "smolvla"
+    """Policy to train (a fresh one, or fine-tuned from --policy-path)."""
     policy_path: Path | None = None
-    """Fine-tune from this LeRobot SmolVLA checkpoint dir (e.g. a local smolvla_base); else start fresh."""
+    """Fine-tune from this checkpoint dir (e.g. a local LeRobot smolvla_base); else start fresh."""
     vlm_dir: Path | None = None
-    """Local SmolVLM config/tokenizer dir. Fresh policies without one get the preset's layout written."""
+    """SmolVLA: local SmolVLM config/tokenizer dir. Fresh policies without one get the preset's layout written."""
     preset: Literal["tiny", "small", "full"] = "small"
-    """Size of a fresh policy (ignored with --policy-path)."""
+    """SmolVLA: size of a fresh policy (ignored with --policy-path)."""
+    act: ACTOptions = field(default_factory=ACTOptions)
     steps: int = 1000
     """Total optimizer steps."""
     batch_size: int = 8
     lr: float = 1e-4
-    """Peak learning rate (AdamW, betas 0.9/0.95, eps 1e-8, weight decay 1e-10 as LeRobot)."""
+    """Peak learning rate (AdamW; SmolVLA: betas 0.9/0.95, eps 1e-8, weight decay 1e-10 as LeRobot)."""
     warmup_steps: int = 1000
     decay_steps: int = 30000
     decay_lr: float = 2.5e-6
@@ -69,6 +96,7 @@ class Args:
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
+    """SmolVLA: DataLoader worker processes."""
     resume: bool = False
     """Continue from the latest checkpoint in output_dir."""
     wandb: Literal["offline", "online", "disabled"] = "offline"
@@ -76,6 +104,9 @@ class Args:
     """Stop after this many steps of this run (time-sliced jobs); resume later with --resume."""
     device: str = "auto"
     """'auto' (cuda if available), 'cpu' or 'cuda'; with accelerate, accelerate decides."""
+    threads: int | None = None
+    """CPU threads for torch (default: torch's choice, one per core). On a shared machine 1 is often
+    faster: a thread that waits for a busy core stalls every parallel op."""
 
 
 def _dataset_stats(meta) -> dict[str, dict[str, torch.Tensor]]:
@@ -85,6 +116,14 @@ def _dataset_stats(meta) -> dict[str, dict[str, torch.Tensor]]:
         for key, st in meta.stats.items()
         if key in (FEATURE_STATE, FEATURE_ACTION) or key.startswith(FEATURE_IMAGE_PREFIX)
     }
+
+
+def _cameras_and_shape(meta) -> tuple[tuple[str, ...], tuple[int, int]]:
+    if not meta.camera_keys:
+        raise ValueError(f"dataset {meta.root} has no camera features; both policies need images")
+    cams = tuple(k.removeprefix(FEATURE_IMAGE_PREFIX) for k in meta.camera_keys)
+    shape = meta.features[meta.camera_keys[0]]["shape"]
+    return cams, (shape[0], shape[1])
 
 
 def _batches(n: int, batch_size: int, seed: int, start_step: int) -> Iterator[list[int]]:
@@ -101,9 +140,13 @@ def _batches(n: int, batch_size: int, seed: int, start_step: int) -> Iterator[li
         step = (epoch + 1) * per_epoch
 
 
+def _step_seed(seed: int, step: int) -> int:
+    return seed * 1_000_003 + step
+
+
 def _step_noise(seed: int, step: int, batch: int, chunk: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Flow-matching noise and time of one step, independent of any global RNG."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    gen = torch.Generator().manual_seed(_step_seed(seed, step))
     noise = torch.randn(batch, chunk, dim, generator=gen)
     # Beta(1.5, 1) by its inverse CDF (F(t) = t^1.5): LeRobot's law for t, but seedable.
     time = torch.rand(batch, generator=gen) ** (1 / 1.5) * 0.999 + 0.001
@@ -115,8 +158,8 @@ def _latest_checkpoint(output_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def _make_policy(args: Args, dataset, resume_from: Path | None) -> SmolVLAPolicy:
-    stats = _dataset_stats(dataset.meta)
+def _make_smolvla(args: Args, meta, resume_from: Path | None) -> SmolVLAPolicy:
+    stats = _dataset_stats(meta)
     if resume_from is not None:
         return SmolVLAPolicy.from_pretrained(resume_from / PRETRAINED, vlm_dir=args.vlm_dir)
     if args.policy_path is not None:
@@ -124,16 +167,34 @@ def _make_policy(args: Args, dataset, resume_from: Path | None) -> SmolVLAPolicy
         policy.processor.stats = stats  # fine-tuning normalises with the new dataset's stats
         return policy
     vlm = args.vlm_dir or write_vlm_dir(args.output_dir / "vlm", args.preset)
-    cams = tuple(k.removeprefix(FEATURE_IMAGE_PREFIX) for k in dataset.meta.camera_keys)
-    shape = dataset.meta.features[dataset.meta.camera_keys[0]]["shape"]
+    cams, hw = _cameras_and_shape(meta)
     config = preset_config(
-        args.preset, vlm, cams, (shape[0], shape[1]),
+        args.preset, vlm, cams, hw,
         chunk_size=args.chunk_size, n_action_steps=args.n_action_steps,
         optimizer_lr=args.lr, scheduler_warmup_steps=args.warmup_steps,
         scheduler_decay_steps=args.decay_steps, scheduler_decay_lr=args.decay_lr,
         optimizer_grad_clip_norm=args.grad_clip,
     )  # fmt: skip
     return SmolVLAPolicy(config, vlm, stats)
+
+
+def _make_act(args: Args, meta, resume_from: Path | None) -> ACTPolicy:
+    loaded = resume_from / PRETRAINED if resume_from is not None else args.policy_path
+    if loaded is not None:
+        policy = ACTPolicy.from_pretrained(loaded)
+        if resume_from is None:
+            policy.stats = _dataset_stats(meta)
+        return policy
+    cams, hw = _cameras_and_shape(meta)
+    inputs, outputs = so101_features(cams, hw)
+    options = asdict(args.act)
+    weight_decay = options.pop("weight_decay")
+    config = ACTConfig(
+        input_features=inputs, output_features=outputs, chunk_size=args.chunk_size,
+        n_action_steps=args.n_action_steps, optimizer_lr=args.lr, optimizer_weight_decay=weight_decay,
+        optimizer_grad_clip_norm=args.grad_clip, **options,
+    )  # fmt: skip
+    return ACTPolicy(config, _dataset_stats(meta))
 
 
 def _start_wandb(args: Args, accel) -> object | None:
@@ -144,7 +205,7 @@ def _start_wandb(args: Args, accel) -> object | None:
     except ImportError:
         print("so101lab train: wandb is not installed (pip install 'so101lab[wandb]'); logging to CSV only")
         return None
-    return wandb.init(project="so101lab", mode=args.wandb, dir=str(args.output_dir), config=vars(args))
+    return wandb.init(project="so101lab", mode=args.wandb, dir=str(args.output_dir), config=_jsonable(args))
 
 
 def _accelerator(args: Args):
@@ -157,41 +218,97 @@ def _accelerator(args: Args):
     return Accelerator(cpu=cpu, mixed_precision="no")
 
 
-def main(args: Args) -> None:
+def _smolvla_setup(args: Args, accel, resume_from: Path | None):
+    """SmolVLA policy, its batches (DataLoader over the reader) and its loss of step k."""
     from so101lab.datasets import LeRobotDataset
 
+    probe = LeRobotDataset(args.dataset)
+    loaded = resume_from / PRETRAINED if resume_from is not None else args.policy_path
+    chunk = SmolVLAConfig.load(loaded).chunk_size if loaded is not None else args.chunk_size
+    dataset = LeRobotDataset(args.dataset, delta_timestamps={FEATURE_ACTION: [i / probe.fps for i in range(chunk)]})
+    torch.manual_seed(args.seed)  # a fresh policy's init; a resumed run restores the RNG later
+    np.random.seed(args.seed)
+    policy = _make_smolvla(args, dataset.meta, resume_from)
+
+    def batches(first_step: int) -> Iterator[dict]:
+        indices = _batches(len(dataset), args.batch_size * accel.num_processes, args.seed, first_step)
+        return iter(torch.utils.data.DataLoader(
+            dataset, batch_sampler=_shard(indices, accel), num_workers=args.num_workers,
+        ))  # fmt: skip
+
+    def loss(wrapped, step: int, batch: dict) -> Tensor:
+        bsz = batch[FEATURE_STATE].shape[0]
+        global_batch = args.batch_size * accel.num_processes
+        noise, t = _step_noise(args.seed, step, global_batch, chunk, policy.config.max_action_dim)
+        lo, device = accel.process_index * args.batch_size, policy.device
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            value, _ = wrapped(batch, noise=noise[lo : lo + bsz].to(device), time=t[lo : lo + bsz].to(device))
+        return value
+
+    return policy, batches, loss
+
+
+def _act_setup(args: Args, accel, resume_from: Path | None):
+    """ACT policy, its batches (from frames decoded once into memory) and its loss of step k."""
+    from so101lab.datasets import DatasetMeta
+    from so101lab.datasets.memory import InMemoryDataset
+
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    policy = _make_act(args, DatasetMeta(args.dataset), resume_from)
+    config = policy.config
+    data = InMemoryDataset(args.dataset, config.image_features, policy.resize_frames,
+                           progress=accel.is_main_process)  # fmt: skip
+
+    def batches(first_step: int) -> Iterator[dict]:
+        indices = _batches(len(data), args.batch_size * accel.num_processes, args.seed, first_step)
+        return (data.batch(torch.tensor(i), config.chunk_size) for i in _shard(indices, accel))
+
+    def loss(wrapped, step: int, batch: dict) -> Tensor:
+        torch.manual_seed(_step_seed(args.seed, step) + accel.process_index)  # latent sample, dropout, shifts
+        with torch.autocast(policy.device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            value, _ = wrapped(batch)
+        return value
+
+    return policy, batches, loss
+
+
+def _optimizer(args: Args, policy) -> tuple[list[Tensor], torch.optim.Optimizer, object]:
+    config = policy.config
+    params = [p for p in policy.parameters() if p.requires_grad]
+    if isinstance(policy, SmolVLAPolicy):
+        optimizer = torch.optim.AdamW(
+            params, lr=config.optimizer_lr, betas=config.optimizer_betas, eps=config.optimizer_eps,
+            weight_decay=config.optimizer_weight_decay,
+        )  # fmt: skip
+        scheduler = cosine_with_warmup(
+            optimizer, config.optimizer_lr, config.scheduler_decay_lr, config.scheduler_warmup_steps,
+            config.scheduler_decay_steps, args.steps,
+        )  # fmt: skip
+    else:
+        optimizer = torch.optim.AdamW(params, lr=config.optimizer_lr, weight_decay=config.optimizer_weight_decay)
+        scheduler = cosine_with_warmup(
+            optimizer, config.optimizer_lr, args.decay_lr, args.warmup_steps, args.decay_steps, args.steps
+        )
+    return params, optimizer, scheduler
+
+
+def main(args: Args) -> None:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     accel = _accelerator(args)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     resume_from = _latest_checkpoint(args.output_dir) if args.resume else None
     if args.resume and resume_from is None:
         raise FileNotFoundError(f"--resume given but no checkpoints in {args.output_dir / 'checkpoints'}")
-    probe = LeRobotDataset(args.dataset)
-    loaded = resume_from / PRETRAINED if resume_from is not None else args.policy_path
-    chunk = SmolVLAConfig.load(loaded).chunk_size if loaded is not None else args.chunk_size
-    delta = {FEATURE_ACTION: [i / probe.fps for i in range(chunk)]}
-    dataset = LeRobotDataset(args.dataset, delta_timestamps=delta)
-    torch.manual_seed(args.seed)  # a fresh policy's init; a resumed run restores the RNG below
-    np.random.seed(args.seed)
-    policy = _make_policy(args, dataset, resume_from)
-    config = policy.config
-    params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params, lr=config.optimizer_lr, betas=config.optimizer_betas, eps=config.optimizer_eps,
-        weight_decay=config.optimizer_weight_decay,
-    )  # fmt: skip
-    scheduler = cosine_with_warmup(
-        optimizer, config.optimizer_lr, config.scheduler_decay_lr, config.scheduler_warmup_steps,
-        config.scheduler_decay_steps, args.steps,
-    )  # fmt: skip
+    setup = _act_setup if args.policy == "act" else _smolvla_setup
+    policy, batches, loss_of_step = setup(args, accel, resume_from)
+    params, optimizer, scheduler = _optimizer(args, policy)
     start = 0
     if resume_from is not None:
         start = load_training_state(resume_from, optimizer, scheduler)["step"]
-    policy, optimizer = accel.prepare(policy, optimizer)
-    core: SmolVLAPolicy = accel.unwrap_model(policy)
-    batches = _batches(len(dataset), args.batch_size * accel.num_processes, args.seed, start)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=_shard(batches, accel), num_workers=args.num_workers,
-    )  # fmt: skip
+    wrapped, optimizer = accel.prepare(policy, optimizer)
+    core = accel.unwrap_model(wrapped)
     run = _start_wandb(args, accel)
     metrics_path = args.output_dir / METRICS_FILE
     kept = _metrics_up_to(metrics_path, start) if accel.is_main_process else []
@@ -200,26 +317,19 @@ def main(args: Args) -> None:
     writer = csv.writer(metrics)
     writer.writerows([list(METRIC_COLUMNS), *kept])
     core.train()
-    bar = tqdm(total=args.steps, initial=start, disable=not accel.is_main_process, desc="train")
+    bar = tqdm(total=args.steps, initial=start, disable=not accel.is_main_process, desc=f"train {args.policy}")
     t0 = time.perf_counter()
     window_t, window_n = time.perf_counter(), 0
     end = args.steps if args.stop_after is None else min(args.steps, start + args.stop_after)
-    for step, batch in zip(range(start, end), loader, strict=False):
-        bsz = batch[FEATURE_STATE].shape[0]
-        global_noise, global_time = _step_noise(
-            args.seed, step, args.batch_size * accel.num_processes, chunk, config.max_action_dim
-        )
-        lo = accel.process_index * args.batch_size
-        noise, t = global_noise[lo : lo + bsz].to(core.device), global_time[lo : lo + bsz].to(core.device)
-        with torch.autocast(core.device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            loss, _ = policy(batch, noise=noise, time=t)  # through the DDP wrapper
+    for step, batch in zip(range(start, end), batches(start), strict=False):
+        loss = loss_of_step(wrapped, step, batch)
         optimizer.zero_grad(set_to_none=True)
         accel.backward(loss)
-        grad_norm = accel.clip_grad_norm_(params, config.optimizer_grad_clip_norm)
+        grad_norm = accel.clip_grad_norm_(params, core.config.optimizer_grad_clip_norm)
         optimizer.step()
         scheduler.step()
         done = step + 1
-        window_n += bsz * accel.num_processes
+        window_n += batch[FEATURE_STATE].shape[0] * accel.num_processes
         bar.update(1)
         if done % args.log_every == 0 or done == args.steps:
             now = time.perf_counter()
@@ -230,7 +340,7 @@ def main(args: Args) -> None:
             }  # fmt: skip
             window_t, window_n = now, 0
             if accel.is_main_process:
-                writer.writerow([row[k] for k in ("step", "loss", "lr", "grad_norm", "samples_per_s", "wall_s")])
+                writer.writerow([row[k] for k in METRIC_COLUMNS])
                 metrics.flush()
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
                 if run is not None:
@@ -264,4 +374,4 @@ def _metrics_up_to(path: Path, step: int) -> list[list[str]]:
 
 
 def _jsonable(args: Args) -> dict:
-    return json.loads(json.dumps(vars(args), default=str))
+    return json.loads(json.dumps(asdict(args), default=str))

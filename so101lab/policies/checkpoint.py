@@ -100,38 +100,40 @@ def load_model_state(directory: Path, expected: set[str]) -> dict[str, Tensor]:
     return state
 
 
-def _features_json(config: SmolVLAConfig, which: str) -> dict:
-    feats = config.input_features | config.output_features if which == "all" else config.output_features
-    return {k: v.to_dict() for k, v in feats.items()}
+def _features_json(features: dict) -> dict:
+    return {k: v.to_dict() for k, v in features.items()}
 
 
-def save_processors(directory: Path, config: SmolVLAConfig, stats: Stats, tokenizer_name: str) -> None:
-    """Write the pre/post-processor JSON and stats files in LeRobot's layout."""
-    norm_map = dict(config.normalization_mapping)
-    pre_state = f"{PREPROCESSOR}_step_5_normalizer_processor.safetensors"
+def save_processors(
+    directory: Path,
+    stats: Stats,
+    input_features: dict,
+    output_features: dict,
+    norm_map: dict[str, str],
+    input_steps: list[dict] = (),
+    device: str = "cpu",
+) -> None:
+    """Write the pre/post-processor JSON and stats files in LeRobot's layout.
+
+    The preprocessor is rename, batch, ``input_steps`` (policy-specific, e.g. a tokenizer),
+    device, normalizer; the postprocessor is unnormalizer, device.
+    """
+    steps = [
+        {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
+        {"registry_name": "to_batch_processor", "config": {}},
+        *input_steps,
+        {"registry_name": "device_processor", "config": {"device": device, "float_dtype": None}},
+    ]
+    pre_state = f"{PREPROCESSOR}_step_{len(steps)}_normalizer_processor.safetensors"
     post_state = f"{POSTPROCESSOR}_step_0_unnormalizer_processor.safetensors"
-    device = config.extra.get("device") or "cpu"
+    all_features = _features_json(input_features | output_features)
     pre = {
         "name": PREPROCESSOR,
         "steps": [
-            {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
-            {"registry_name": "to_batch_processor", "config": {}},
-            {"registry_name": "smolvla_new_line_processor", "config": {}},
-            {
-                "registry_name": "tokenizer_processor",
-                "config": {
-                    "max_length": config.tokenizer_max_length,
-                    "task_key": "task",
-                    "padding_side": "right",
-                    "padding": config.pad_language_to,
-                    "truncation": True,
-                    "tokenizer_name": tokenizer_name,
-                },
-            },
-            {"registry_name": "device_processor", "config": {"device": device, "float_dtype": None}},
+            *steps,
             {
                 "registry_name": "normalizer_processor",
-                "config": {"eps": 1e-8, "features": _features_json(config, "all"), "norm_map": norm_map},
+                "config": {"eps": 1e-8, "features": all_features, "norm_map": dict(norm_map)},
                 "state_file": pre_state,
             },
         ],
@@ -141,7 +143,7 @@ def save_processors(directory: Path, config: SmolVLAConfig, stats: Stats, tokeni
         "steps": [
             {
                 "registry_name": "unnormalizer_processor",
-                "config": {"eps": 1e-8, "features": _features_json(config, "out"), "norm_map": norm_map},
+                "config": {"eps": 1e-8, "features": _features_json(output_features), "norm_map": dict(norm_map)},
                 "state_file": post_state,
             },
             {"registry_name": "device_processor", "config": {"device": "cpu", "float_dtype": None}},
@@ -154,13 +156,45 @@ def save_processors(directory: Path, config: SmolVLAConfig, stats: Stats, tokeni
     save_file(flat, str(directory / post_state))
 
 
-def save_checkpoint(
-    directory: str | Path, config: SmolVLAConfig, state: dict[str, Tensor], stats: Stats, tokenizer_name: str
+def save_checkpoint_files(
+    directory: str | Path,
+    config,
+    state: dict[str, Tensor],
+    stats: Stats,
+    input_features: dict,
+    output_features: dict,
+    norm_map: dict[str, str],
+    input_steps: list[dict] = (),
+    device: str = "cpu",
 ) -> Path:
-    """Write a LeRobot-loadable checkpoint directory; returns it."""
+    """Write a policy checkpoint directory (config.json, model.safetensors, processors); returns it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config.save(directory)
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(directory / MODEL_FILE))
-    save_processors(directory, config, stats, tokenizer_name)
+    save_processors(directory, stats, input_features, output_features, norm_map, input_steps, device)
     return directory
+
+
+def save_checkpoint(
+    directory: str | Path, config: SmolVLAConfig, state: dict[str, Tensor], stats: Stats, tokenizer_name: str
+) -> Path:
+    """Write a LeRobot-loadable SmolVLA checkpoint directory; returns it."""
+    steps = [
+        {"registry_name": "smolvla_new_line_processor", "config": {}},
+        {
+            "registry_name": "tokenizer_processor",
+            "config": {
+                "max_length": config.tokenizer_max_length,
+                "task_key": "task",
+                "padding_side": "right",
+                "padding": config.pad_language_to,
+                "truncation": True,
+                "tokenizer_name": tokenizer_name,
+            },
+        },
+    ]
+    return save_checkpoint_files(
+        directory, config, state, stats, config.input_features, config.output_features,
+        config.normalization_mapping, steps, config.extra.get("device") or "cpu",
+    )  # fmt: skip

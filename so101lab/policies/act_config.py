@@ -1,0 +1,124 @@
+"""ACT hyperparameters, read from and written to a checkpoint's ``config.json`` (``type: act``).
+
+The features use the same LeRobot description as SmolVLA's config (``input_features`` with the
+camera images at the resolution the robot records), so launchers size envs and cameras the
+same way for either policy. ``image_size`` is what the network sees after resizing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from so101lab.contract import FEATURE_ACTION, FEATURE_IMAGE_PREFIX, FEATURE_STATE
+from so101lab.policies.smolvla_config import CONFIG_NAME, Feature
+
+POLICY_TYPE = "act"
+
+
+@dataclass
+class ACTConfig:
+    """Action Chunking Transformer (Zhao et al. 2023) sized for CPU training."""
+
+    input_features: dict[str, Feature] = field(default_factory=dict)
+    output_features: dict[str, Feature] = field(default_factory=dict)
+    image_size: tuple[int, int] = (96, 128)
+    """(height, width) the camera images are resized to before the CNN."""
+    chunk_size: int = 30
+    n_action_steps: int = 10
+    """Actions of each chunk executed before the next prediction (without temporal ensembling)."""
+    temporal_ensemble_coeff: float | None = None
+    """If set, predict every step and average overlapping chunks with weights exp(-coeff * age)."""
+    dim_model: int = 128
+    n_heads: int = 4
+    dim_feedforward: int = 512
+    n_encoder_layers: int = 4
+    n_decoder_layers: int = 1
+    cnn_channels: tuple[int, ...] = (16, 32, 64)
+    """Channels of the stride-2 conv stages before the last one (which outputs dim_model)."""
+    dropout: float = 0.1
+    use_vae: bool = True
+    latent_dim: int = 32
+    n_vae_encoder_layers: int = 2
+    kl_weight: float = 10.0
+    augment_shift: int = 4
+    """Random image shift (pixels, at image_size) during training."""
+    normalization_mapping: dict[str, str] = field(
+        default_factory=lambda: {"VISUAL": "MEAN_STD", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
+    )
+    optimizer_lr: float = 3e-4
+    optimizer_weight_decay: float = 1e-4
+    optimizer_grad_clip_norm: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_action_steps <= self.chunk_size:
+            raise ValueError(f"n_action_steps ({self.n_action_steps}) must be in 1..chunk_size ({self.chunk_size})")
+        if self.dim_model % self.n_heads:
+            raise ValueError(f"dim_model ({self.dim_model}) must be divisible by n_heads ({self.n_heads})")
+        if any(s % 2 ** (len(self.cnn_channels) + 1) for s in self.image_size):
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by {2 ** (len(self.cnn_channels) + 1)} "
+                f"(one halving per conv stage)"
+            )
+
+    @property
+    def image_features(self) -> list[str]:
+        return [k for k, f in self.input_features.items() if f.type == "VISUAL"]
+
+    @property
+    def cameras(self) -> list[str]:
+        return [k.removeprefix(FEATURE_IMAGE_PREFIX) for k in self.image_features]
+
+    @property
+    def state_dim(self) -> int:
+        return self.input_features[FEATURE_STATE].shape[0]
+
+    @property
+    def action_dim(self) -> int:
+        return self.output_features[FEATURE_ACTION].shape[0]
+
+    @property
+    def tokens_per_camera(self) -> int:
+        factor = 2 ** (len(self.cnn_channels) + 1)
+        return (self.image_size[0] // factor) * (self.image_size[1] // factor)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": POLICY_TYPE}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("input_features", "output_features"):
+                value = {k: v.to_dict() for k, v in value.items()}
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ACTConfig:
+        data = dict(data)
+        kind = data.pop("type", POLICY_TYPE)
+        if kind != POLICY_TYPE:
+            raise ValueError(f"config.json is for policy type {kind!r}, not {POLICY_TYPE!r}")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown ACT config keys {sorted(unknown)}")
+        for key in ("input_features", "output_features"):
+            if key in data:
+                data[key] = {k: Feature(v["type"], tuple(v["shape"])) for k, v in data[key].items()}
+        for key in ("image_size", "cnn_channels"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def save(self, directory: str | Path) -> None:
+        Path(directory, CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=4))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ACTConfig:
+        path = Path(directory, CONFIG_NAME)
+        if not path.is_file():
+            raise FileNotFoundError(f"no {CONFIG_NAME} in checkpoint directory {directory}")
+        return cls.from_dict(json.loads(path.read_text()))
