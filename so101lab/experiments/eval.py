@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from so101lab.contract import CONTROL_HZ, OBS_PIXELS
@@ -49,6 +50,10 @@ class Args:
     async_envs: bool = False
     """Step envs in subprocesses (gymnasium AsyncVectorEnv)."""
     device: str = "cpu"
+    instruction: str | None = None
+    """Give the policy this instruction instead of the env's (probes whether it follows language)."""
+    threads: int | None = None
+    """CPU threads for torch (default: torch's choice)."""
 
 
 def _make_envs(args: Args, policy: Policy, n: int) -> gym.vector.VectorEnv:
@@ -69,6 +74,7 @@ def run_batch(
     envs = _make_envs(args, policy, len(seeds))
     obs, info = envs.reset(seed=seeds)
     tasks = [str(t) for t in info["task"]]
+    told = tasks if args.instruction is None else [args.instruction] * len(tasks)
     n = len(seeds)
     sum_reward, max_reward = np.zeros(n), np.full(n, -np.inf)
     success, done = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
@@ -78,7 +84,7 @@ def run_batch(
         for i in range(film):
             if not done[i]:
                 frames[i].append(np.asarray(obs[OBS_PIXELS][camera][i]))
-        action = policy.select_action(obs, tasks)
+        action = policy.select_action(obs, told)
         obs, reward, terminated, truncated, info = envs.step(action)
         live = ~done
         sum_reward[live] += reward[live]
@@ -88,7 +94,7 @@ def run_batch(
     envs.close()
     results = [
         {"sum_reward": float(sum_reward[i]), "max_reward": float(max_reward[i]), "success": bool(success[i]),
-         "seed": seeds[i], "task": tasks[i]}
+         "seed": seeds[i], "task": tasks[i], "instruction": told[i]}
         for i in range(n)
     ]  # fmt: skip
     return results, frames
@@ -99,6 +105,8 @@ def main(args: Args) -> dict:
 
     if args.n_episodes < 1 or args.batch_size < 1:
         raise ValueError("n_episodes and batch_size must be >= 1")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     policy = load_policy(args.policy_path, device=args.device, vlm_dir=args.vlm_dir)
     camera = args.video_camera or policy.config.cameras[0]
     if camera not in policy.config.cameras:

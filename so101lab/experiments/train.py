@@ -174,6 +174,8 @@ def _make_smolvla(args: Args, meta, resume_from: Path | None) -> SmolVLAPolicy:
         optimizer_lr=args.lr, scheduler_warmup_steps=args.warmup_steps,
         scheduler_decay_steps=args.decay_steps, scheduler_decay_lr=args.decay_lr,
         optimizer_grad_clip_norm=args.grad_clip,
+        # A fresh VLM has random weights: frozen, it would only feed noise to the action expert.
+        freeze_vision_encoder=False, train_expert_only=False,
     )  # fmt: skip
     return SmolVLAPolicy(config, vlm, stats)
 

@@ -49,7 +49,12 @@ class ACTModel(nn.Module):
         super().__init__()
         self.config = config
         d = config.dim_model
-        channels = (3, *config.cnn_channels, d)
+        # Two extra input channels hold each pixel's (x, y) in -1..1 ("CoordConv"): a conv stack is
+        # translation-equivariant, and where the cube is in the image is what the policy must read.
+        channels = (5, *config.cnn_channels, d)
+        h, w = config.image_size
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        self.register_buffer("coords", torch.stack([xs, ys])[None], persistent=False)
         # No refining conv at the first (largest) resolution: it would cost more than the rest together.
         stages = [_conv_stage(a, b, refine=i > 0) for i, (a, b) in enumerate(itertools.pairwise(channels))]
         self.backbone = nn.Sequential(*stages)
@@ -96,7 +101,9 @@ class ACTModel(nn.Module):
             latent = mu + torch.randn_like(mu) * (0.5 * log_var).exp()
         else:
             latent = state.new_zeros(b, self.config.latent_dim)
-        features = self.backbone(images.flatten(0, 1))  # [B*cams, d, h', w']
+        flat = images.flatten(0, 1)
+        flat = torch.cat([flat, self.coords.expand(flat.shape[0], -1, -1, -1)], dim=1)
+        features = self.backbone(flat)  # [B*cams, d, h', w']
         features = features.flatten(2).transpose(1, 2).reshape(b, -1, self.config.dim_model)
         tokens = torch.cat([self.latent_in(latent)[:, None], self.state_in(state)[:, None], features], dim=1)
         memory = self.encoder(tokens + self.encoder_pos)
