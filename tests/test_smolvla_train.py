@@ -7,6 +7,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import tyro
@@ -116,3 +117,20 @@ def test_bf16_autocast_trains_with_finite_losses_near_float32(dataset, tmp_path)
     for step in (1, 2, 3):
         assert math.isfinite(bf16[step])
         assert abs(bf16[step] - fp32[step]) < 0.05 * fp32[step]
+
+
+def test_fine_tuning_adopts_the_dataset_cameras(tmp_path):
+    """smolvla_base names its cameras camera1..3; a fine-tune runs on the dataset's own cameras."""
+    root = tmp_path / "top_side"
+    cams = (contract.CameraSpec("top", 48, 64), contract.CameraSpec("side", 48, 64))
+    write_synthetic(root, [(20, "pick up the red cube"), (20, "push")], cams)
+    ckpt = Path(__file__).parent / "fixtures" / "smolvla_tiny" / "checkpoint"  # cameras front, wrist
+    out = tmp_path / "ft"
+    _run(["--dataset", str(root), "--output-dir", str(out), "--policy-path", str(ckpt), "--steps", "2",
+          "--save-every", "2", "--batch-size", "4", "--wandb", "disabled", "--device", "cpu"])  # fmt: skip
+    tuned = SmolVLAPolicy.from_pretrained(out / "checkpoints" / "000002" / PRETRAINED)
+    assert tuned.config.cameras == ["top", "side"]
+    rng = np.random.default_rng(0)
+    obs = {"agent_pos": rng.uniform(-20, 20, 6).astype(np.float32),
+           "pixels": {c: rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for c in ("top", "side")}}  # fmt: skip
+    assert np.isfinite(tuned.select_action(obs, "push")).all()

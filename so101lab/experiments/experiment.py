@@ -91,8 +91,9 @@ def _dataset_root(args: Args, recipe: Recipe) -> Path:
 
 def _saved_episodes(root: Path, env_id: str) -> tuple[int, int]:
     """Episodes of ``env_id`` in the dataset at ``root``, and the first seed none of them used."""
-    if not (root / "meta" / "info.json").is_file():
-        return 0, 0
+    info = root / "meta" / "info.json"
+    if not info.is_file() or json.loads(info.read_text()).get("total_episodes", 0) == 0:
+        return 0, 0  # not started, or interrupted before its first episode was saved
     from so101lab.datasets import DatasetMeta
 
     seeds = [int(e["seed"]) for e in DatasetMeta(root).episodes if e.get("env_id") == env_id]

@@ -164,7 +164,12 @@ def _make_smolvla(args: Args, meta, resume_from: Path | None) -> SmolVLAPolicy:
         return SmolVLAPolicy.from_pretrained(resume_from / PRETRAINED, vlm_dir=args.vlm_dir)
     if args.policy_path is not None:
         policy = SmolVLAPolicy.from_pretrained(args.policy_path, vlm_dir=args.vlm_dir)
-        policy.processor.stats = stats  # fine-tuning normalises with the new dataset's stats
+        # Fine-tuning adopts the dataset's cameras and normalisation stats: SmolVLA's weights do
+        # not depend on camera names or count (smolvla_base calls its cameras camera1..3).
+        cams, hw = _cameras_and_shape(meta)
+        inputs, outputs = so101_features(cams, hw, policy.config.state_dim, policy.config.action_dim)
+        policy.config.input_features, policy.config.output_features = inputs, outputs
+        policy.processor.stats = stats
         return policy
     vlm = args.vlm_dir or write_vlm_dir(args.output_dir / "vlm", args.preset)
     cams, hw = _cameras_and_shape(meta)
