@@ -178,3 +178,19 @@ def test_act_fits_its_demonstrations(dataset, tmp_path):
     losses = _losses(out)
     first, last = np.mean([losses[s] for s in range(1, 6)]), np.mean([losses[s] for s in range(140, 151)])
     assert last < 0.5 * first, (first, last)
+
+
+def test_eval_overrides_switch_act_to_temporal_ensembling():
+    from so101lab.experiments import eval as evaluate
+
+    policy = _policy()
+    evaluate._override_execution(policy, evaluate.Args(policy_path=Path("."), temporal_ensemble_coeff=0.01))
+    calls = []
+    original = policy.predict_action_chunk
+    policy.predict_action_chunk = lambda obs: calls.append(1) or original(obs)
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        policy.select_action(_obs(rng))
+    assert len(calls) == 4  # a new chunk every step
+    with pytest.raises(ValueError, match="n-action-steps"):
+        evaluate._override_execution(policy, evaluate.Args(policy_path=Path("."), n_action_steps=7))

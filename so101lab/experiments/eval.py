@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from so101lab.contract import CONTROL_HZ, OBS_PIXELS
 from so101lab.experiments.metrics import wilson_interval
-from so101lab.policies import Policy, load_policy
+from so101lab.policies import ACTPolicy, Policy, load_policy
 
 EVAL_INFO = "eval_info.json"
 
@@ -54,6 +54,10 @@ class Args:
     """Give the policy this instruction instead of the env's (probes whether it follows language)."""
     threads: int | None = None
     """CPU threads for torch (default: torch's choice)."""
+    n_action_steps: int | None = None
+    """Override how many actions of each chunk run open loop (default: the checkpoint's)."""
+    temporal_ensemble_coeff: float | None = None
+    """ACT only: predict every step and average overlapping chunks with this coefficient."""
 
 
 def _make_envs(args: Args, policy: Policy, n: int) -> gym.vector.VectorEnv:
@@ -100,6 +104,20 @@ def run_batch(
     return results, frames
 
 
+def _override_execution(policy: Policy, args: Args) -> None:
+    """Apply --n-action-steps / --temporal-ensemble-coeff to the loaded policy's config."""
+    config = policy.config
+    if args.n_action_steps is not None:
+        if not 1 <= args.n_action_steps <= config.chunk_size:
+            raise ValueError(f"--n-action-steps must be in 1..{config.chunk_size} (the chunk size)")
+        config.n_action_steps = args.n_action_steps
+    if args.temporal_ensemble_coeff is not None:
+        if not isinstance(policy, ACTPolicy):
+            raise ValueError("--temporal-ensemble-coeff applies to ACT checkpoints only")
+        config.temporal_ensemble_coeff = args.temporal_ensemble_coeff
+    policy.reset()
+
+
 def main(args: Args) -> dict:
     import imageio.v2 as imageio
 
@@ -108,6 +126,7 @@ def main(args: Args) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     policy = load_policy(args.policy_path, device=args.device, vlm_dir=args.vlm_dir)
+    _override_execution(policy, args)
     camera = args.video_camera or policy.config.cameras[0]
     if camera not in policy.config.cameras:
         raise ValueError(f"video camera {camera!r} is not one of the policy's cameras {policy.config.cameras}")

@@ -119,8 +119,8 @@ class SmolVLAPolicy(nn.Module):
         return self.processor.postprocess(actions).cpu()
 
     def reset(self) -> None:
-        """Drop queued actions; call when an episode starts."""
-        self.queue.reset()
+        """Drop queued actions; call when an episode starts (also applies a changed n_action_steps)."""
+        self.queue = ActionQueue(self.config.n_action_steps)
 
     @torch.no_grad()
     def select_action(
