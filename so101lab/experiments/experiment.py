@@ -48,8 +48,8 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "pick-cube-act": Recipe(
         tasks=("so101lab/PickCube-v0",),
-        train=dict(policy="act", steps=2400, batch_size=64, lr=3e-4, warmup_steps=100, decay_steps=2400,
-                   decay_lr=3e-5, chunk_size=30, n_action_steps=10),
+        train=dict(policy="act", steps=1700, batch_size=64, lr=3e-4, warmup_steps=100, decay_steps=1700,
+                   decay_lr=3e-5, chunk_size=30, n_action_steps=10, act=train.ACTOptions(image_size=(112, 160))),
         # ACT's own inference: a chunk every step, overlapping chunks averaged. On 20 seeds of the
         # step-1200 checkpoint: 65 % against 55 % running 10-action chunks open loop, 20 % for 1.
         eval=dict(temporal_ensemble_coeff=0.01),
