@@ -58,6 +58,7 @@ def test_multitask_experiment_swaps_instructions_between_tasks(tmp_path, monkeyp
     monkeypatch.setitem(experiment.RECIPES, "multitask-smolvla", _recipe(tasks))
     results = experiment.main(_args(tmp_path, "multitask-smolvla"))
     assert results["dataset"]["episodes"] == 4
+    assert results["dataset"]["episodes_per_task"] == {t: 2 for t in tasks}
     swapped = results["swapped_instructions"]
     assert swapped["so101lab/PickCube-v0"]["instruction_of"] == "so101lab/PickPlace-v0"
     assert swapped["so101lab/PickPlace-v0"]["instruction_of"] == "so101lab/PickCube-v0"
