@@ -8,19 +8,16 @@ same way for either policy. ``image_size`` is what the network sees after resizi
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from so101lab.contract import FEATURE_ACTION, FEATURE_IMAGE_PREFIX, FEATURE_STATE
-from so101lab.policies.smolvla_config import CONFIG_NAME, Feature
+from so101lab.policies.smolvla_config import Feature, PolicyFeatures
 
 POLICY_TYPE = "act"
 
 
 @dataclass
-class ACTConfig:
+class ACTConfig(PolicyFeatures):
     """Action Chunking Transformer (Zhao et al. 2023) sized for CPU training."""
 
     input_features: dict[str, Feature] = field(default_factory=dict)
@@ -65,22 +62,6 @@ class ACTConfig:
             )
 
     @property
-    def image_features(self) -> list[str]:
-        return [k for k, f in self.input_features.items() if f.type == "VISUAL"]
-
-    @property
-    def cameras(self) -> list[str]:
-        return [k.removeprefix(FEATURE_IMAGE_PREFIX) for k in self.image_features]
-
-    @property
-    def state_dim(self) -> int:
-        return self.input_features[FEATURE_STATE].shape[0]
-
-    @property
-    def action_dim(self) -> int:
-        return self.output_features[FEATURE_ACTION].shape[0]
-
-    @property
     def tokens_per_camera(self) -> int:
         factor = 2 ** (len(self.cnn_channels) + 1)
         return (self.image_size[0] // factor) * (self.image_size[1] // factor)
@@ -112,13 +93,3 @@ class ACTConfig:
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
-
-    def save(self, directory: str | Path) -> None:
-        Path(directory, CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=4))
-
-    @classmethod
-    def load(cls, directory: str | Path) -> ACTConfig:
-        path = Path(directory, CONFIG_NAME)
-        if not path.is_file():
-            raise FileNotFoundError(f"no {CONFIG_NAME} in checkpoint directory {directory}")
-        return cls.from_dict(json.loads(path.read_text()))

@@ -29,8 +29,46 @@ class Feature:
         return {"type": self.type, "shape": list(self.shape)}
 
 
+class PolicyFeatures:
+    """What every policy config derives from its LeRobot features, and its config.json IO."""
+
+    input_features: dict[str, Feature]
+    output_features: dict[str, Feature]
+
+    @property
+    def image_features(self) -> list[str]:
+        return [k for k, f in self.input_features.items() if f.type == "VISUAL"]
+
+    @property
+    def cameras(self) -> list[str]:
+        """Camera names in feature order (``observation.images.<camera>``)."""
+        return [k.removeprefix(FEATURE_IMAGE_PREFIX) for k in self.image_features]
+
+    @property
+    def action_dim(self) -> int:
+        if FEATURE_ACTION not in self.output_features:
+            raise ValueError(f"config has no {FEATURE_ACTION!r} output feature")
+        return self.output_features[FEATURE_ACTION].shape[0]
+
+    @property
+    def state_dim(self) -> int:
+        if FEATURE_STATE not in self.input_features:
+            raise ValueError(f"config has no {FEATURE_STATE!r} input feature")
+        return self.input_features[FEATURE_STATE].shape[0]
+
+    def save(self, directory: str | Path) -> None:
+        Path(directory, CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=4))
+
+    @classmethod
+    def load(cls, directory: str | Path):
+        path = Path(directory, CONFIG_NAME)
+        if not path.is_file():
+            raise FileNotFoundError(f"no {CONFIG_NAME} in checkpoint directory {directory}")
+        return cls.from_dict(json.loads(path.read_text()))
+
+
 @dataclass
-class SmolVLAConfig:
+class SmolVLAConfig(PolicyFeatures):
     """Model hyperparameters (LeRobot's SmolVLAConfig fields)."""
 
     input_features: dict[str, Feature] = field(default_factory=dict)
@@ -86,27 +124,6 @@ class SmolVLAConfig:
         if self.pad_language_to not in ("longest", "max_length"):
             raise ValueError(f"pad_language_to must be 'longest' or 'max_length', got {self.pad_language_to!r}")
 
-    @property
-    def image_features(self) -> list[str]:
-        return [k for k, f in self.input_features.items() if f.type == "VISUAL"]
-
-    @property
-    def cameras(self) -> list[str]:
-        """Camera names in feature order (``observation.images.<camera>``)."""
-        return [k.removeprefix(FEATURE_IMAGE_PREFIX) for k in self.image_features]
-
-    @property
-    def action_dim(self) -> int:
-        if FEATURE_ACTION not in self.output_features:
-            raise ValueError(f"config has no {FEATURE_ACTION!r} output feature")
-        return self.output_features[FEATURE_ACTION].shape[0]
-
-    @property
-    def state_dim(self) -> int:
-        if FEATURE_STATE not in self.input_features:
-            raise ValueError(f"config has no {FEATURE_STATE!r} input feature")
-        return self.input_features[FEATURE_STATE].shape[0]
-
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": POLICY_TYPE}
         for f in dataclasses.fields(self):
@@ -145,15 +162,6 @@ class SmolVLAConfig:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs, extra=data)
 
-    def save(self, directory: str | Path) -> None:
-        Path(directory, CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=4))
-
-    @classmethod
-    def load(cls, directory: str | Path) -> SmolVLAConfig:
-        path = Path(directory, CONFIG_NAME)
-        if not path.is_file():
-            raise FileNotFoundError(f"no {CONFIG_NAME} in checkpoint directory {directory}")
-        return cls.from_dict(json.loads(path.read_text()))
 
 
 def so101_features(
