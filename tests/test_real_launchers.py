@@ -19,10 +19,16 @@ LOW = np.array([JOINT_RANGES_RAD[n][0] for n in JOINT_NAMES])
 HIGH = np.array([JOINT_RANGES_RAD[n][1] for n in JOINT_NAMES])
 
 
+def _deliverable_sigint() -> None:
+    """The child must stop on Ctrl-C even if the test runner's thread blocks or ignores SIGINT (both inherit)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_virtual_arm_command_prints_a_port_that_answers():
     cmd = [sys.executable, "-m", "so101lab.experiments.cli", "virtual-arm", "--task", "none",
            "--seconds", "60"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=_deliverable_sigint)
     try:
         line = proc.stdout.readline()
         assert line.startswith("port: /dev/pts/"), line
@@ -213,7 +219,7 @@ def test_record_from_another_process_through_the_served_virtual_world(tmp_path):
     sock = tmp_path / "world.sock"
     cmd = [sys.executable, "-m", "so101lab.experiments.cli", "virtual-arm", "--task", "PickCube",
            "--seconds", "120", "--socket", str(sock)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=_deliverable_sigint)
     try:
         lines = [proc.stdout.readline() for _ in range(2)]
         assert lines[1].strip() == f"with cameras and episodes: --port virtual@{sock}", lines
