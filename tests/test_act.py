@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import tyro
+from safetensors.torch import load_file
 
 from so101lab import contract
 from so101lab.datasets import LeRobotDataset
@@ -19,7 +20,7 @@ from so101lab.datasets.synthetic import write_synthetic
 from so101lab.experiments import train
 from so101lab.policies import ACTConfig, ACTPolicy, TemporalEnsembler, load_policy
 from so101lab.policies.smolvla_config import so101_features
-from so101lab.policies.train_state import PRETRAINED
+from so101lab.policies.train_state import PRETRAINED, RAW_MODEL, TRAINING_STATE, WeightAverage
 
 CAMERAS = (contract.CameraSpec("front", 48, 64), contract.CameraSpec("wrist", 48, 64))
 TINY = ["--act.image-size", "32", "32", "--act.dim-model", "32", "--act.n-heads", "2",
@@ -155,8 +156,10 @@ def _losses(out: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["loss"]) for r in csv.DictReader(f)}
 
 
-def test_act_trains_through_the_launcher_and_resumes_exactly(dataset, tmp_path):
+@pytest.mark.parametrize("average", [False, True], ids=["raw", "weight-average"])
+def test_act_trains_through_the_launcher_and_resumes_exactly(dataset, tmp_path, average):
     base = ["--dataset", str(dataset), "--steps", "6", "--save-every", "3", *COMMON]
+    base += ["--ema-decay", "0.9"] if average else []
     _run([*base, "--output-dir", str(tmp_path / "full")])
     _run([*base, "--output-dir", str(tmp_path / "cut"), "--stop-after", "4"])
     shutil.rmtree(tmp_path / "cut" / "checkpoints" / "000004")  # killed before saving step 4
@@ -168,6 +171,29 @@ def test_act_trains_through_the_launcher_and_resumes_exactly(dataset, tmp_path):
     b = ACTPolicy.from_pretrained(tmp_path / "cut" / "checkpoints" / "000006" / PRETRAINED)
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
+    if average:  # the checkpoint's model is the average, not the raw weights training goes on from
+        raw = load_file(str(tmp_path / "full" / "checkpoints" / "000006" / TRAINING_STATE / RAW_MODEL))
+        assert not torch.equal(raw["model.action_out.weight"], a.state_dict()["model.action_out.weight"])
+
+
+def test_weight_average_follows_its_ramped_decay_and_swaps_back():
+    model = torch.nn.Linear(2, 1)
+    average = WeightAverage(model, decay=0.5)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.update(model, step=0)  # keep = min(0.5, 1/10): mostly the new weights
+    torch.testing.assert_close(average.weights["weight"], 0.1 * start + 0.9 * (start + 1))
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.update(model, step=20)  # keep = min(0.5, 21/30) = 0.5
+    expected = 0.5 * (0.1 * start + 0.9 * (start + 1)) + 0.5 * (start + 2)
+    torch.testing.assert_close(average.weights["weight"], expected)
+    with average.swapped_into(model):
+        torch.testing.assert_close(model.weight.detach(), expected)
+    torch.testing.assert_close(model.weight.detach(), start + 2)
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
 
 
 def test_act_fits_its_demonstrations(dataset, tmp_path):

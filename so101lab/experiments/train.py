@@ -34,8 +34,11 @@ from so101lab.policies import ACTConfig, ACTPolicy, SmolVLAPolicy
 from so101lab.policies.smolvla_config import SmolVLAConfig, preset_config, so101_features
 from so101lab.policies.train_state import (
     PRETRAINED,
+    WeightAverage,
     cosine_with_warmup,
+    load_raw_weights,
     load_training_state,
+    save_raw_weights,
     save_training_state,
 )
 from so101lab.policies.vlm_presets import write_vlm_dir
@@ -87,6 +90,9 @@ class Args:
     decay_steps: int = 30000
     decay_lr: float = 2.5e-6
     grad_clip: float = 10.0
+    ema_decay: float | None = None
+    """Keep an exponential moving average of the weights with this decay (e.g. 0.998) and save it
+    as the checkpoints' model: steadier policies from short, noisy runs. Off by default."""
     chunk_size: int = 50
     """Actions predicted per chunk (fresh policies; a loaded checkpoint keeps its own)."""
     n_action_steps: int = 50
@@ -316,6 +322,9 @@ def main(args: Args) -> None:
         start = load_training_state(resume_from, optimizer, scheduler)["step"]
     wrapped, optimizer = accel.prepare(policy, optimizer)
     core = accel.unwrap_model(wrapped)
+    average = None if args.ema_decay is None else WeightAverage(core, args.ema_decay)
+    if average is not None and resume_from is not None:  # the checkpoint's model is the average
+        load_raw_weights(resume_from, core)
     run = _start_wandb(args, accel)
     metrics_path = args.output_dir / METRICS_FILE
     kept = _metrics_up_to(metrics_path, start) if accel.is_main_process else []
@@ -335,6 +344,8 @@ def main(args: Args) -> None:
         grad_norm = accel.clip_grad_norm_(params, core.config.optimizer_grad_clip_norm)
         optimizer.step()
         scheduler.step()
+        if average is not None:
+            average.update(core, step)
         done = step + 1
         window_n += batch[FEATURE_STATE].shape[0] * accel.num_processes
         bar.update(1)
@@ -356,7 +367,12 @@ def main(args: Args) -> None:
             accel.wait_for_everyone()
             if accel.is_main_process:
                 ckpt = args.output_dir / "checkpoints" / f"{done:06d}"
-                core.save_pretrained(ckpt / PRETRAINED)
+                if average is None:
+                    core.save_pretrained(ckpt / PRETRAINED)
+                else:
+                    with average.swapped_into(core):
+                        core.save_pretrained(ckpt / PRETRAINED)
+                    save_raw_weights(ckpt, core)
                 save_training_state(ckpt, done, optimizer, scheduler, {"args": _jsonable(args)})
     bar.close()
     metrics.close()

@@ -2,7 +2,9 @@
 
 Layout under a checkpoint directory (as LeRobot's): ``pretrained_model/`` (the policy) and
 ``training_state/`` with ``optimizer_state.safetensors`` + ``optimizer_param_groups.json``,
-``scheduler_state.json``, ``rng_state.safetensors`` and ``training_step.json``.
+``scheduler_state.json``, ``rng_state.safetensors`` and ``training_step.json``. With a weight
+average on, ``pretrained_model/`` holds the averaged weights (what evaluation and deployment
+use) and ``training_state/raw_model.safetensors`` the raw ones the optimizer continues from.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import ast
 import json
 import math
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,55 @@ from torch.optim.lr_scheduler import LambdaLR
 
 PRETRAINED = "pretrained_model"
 TRAINING_STATE = "training_state"
+RAW_MODEL = "raw_model.safetensors"
+
+
+class WeightAverage:
+    """Exponential moving average of a model's weights: steadier than the last step's weights.
+
+    The decay ramps up as ``(1 + step) / (10 + step)`` towards ``decay``, so early checkpoints are
+    not dominated by the initial weights. Non-float entries (counters) are copied.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"weight average decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        """Fold in the weights after optimizer step ``step`` (0-based)."""
+        keep = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for name, value in model.state_dict().items():
+                if value.is_floating_point():
+                    self.weights[name].lerp_(value, 1.0 - keep)
+                else:
+                    self.weights[name].copy_(value)
+
+    @contextmanager
+    def swapped_into(self, model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+        """Within the block ``model`` holds the averaged weights (e.g. to save them)."""
+        raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.weights)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(raw)
+
+
+def save_raw_weights(directory: Path, model: torch.nn.Module) -> None:
+    out = directory / TRAINING_STATE
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(out / RAW_MODEL))
+
+
+def load_raw_weights(directory: Path, model: torch.nn.Module) -> None:
+    """Put the raw (not averaged) weights of a checkpoint back into ``model`` to resume training."""
+    path = directory / TRAINING_STATE / RAW_MODEL
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: was checkpoint {directory} trained with a weight average?")
+    model.load_state_dict(load_file(str(path)))
 
 
 def cosine_with_warmup(
