@@ -72,6 +72,32 @@ def test_collect_appends_on_rerun(collected, tmp_path: Path) -> None:
         cli_main(["collect", "--root", str(copy), "--episodes", "1", "--cameras", "front"])
 
 
+def test_execution_noise_perturbs_the_arm_but_records_the_expert(tmp_path: Path) -> None:
+    """DART-style collection: states come from the noisy execution, actions are the expert's own."""
+    from so101lab.envs.experts import ExecutionNoise
+
+    root = tmp_path / "noisy"
+    cli_main(["collect", "--root", str(root), "--episodes", "1", "--workers", "1", "--seed", "3",
+              "--image-size", "48", "64", "--noise-deg", "2"])  # fmt: skip
+    ds = LeRobotDataset(root)
+    ep = ds.meta.episodes[0]
+    assert ep["noise_deg"] == 2.0 and ep["success"]
+    states, actions = ds.column("observation.state", 0), ds.column("action", 0)
+    env = gym.make("so101lab/PickCube-v0", obs_mode="state")
+    for noise, agrees in ((ExecutionNoise(2.0, 0.4, ep["seed"]), True), (None, False)):
+        env.reset(seed=ep["seed"])
+        gaps = []
+        for t in range(len(actions) - 1):
+            obs, *_ = env.step(actions[t] if noise is None else noise(actions[t]))
+            gaps.append(np.abs(states[t + 1] - obs["agent_pos"]).max())
+        assert (max(gaps) < 1e-3) == agrees, max(gaps)
+    env.close()
+    noise = ExecutionNoise(2.0, 0.4, seed=0)
+    executed = np.array([noise(np.full(6, 10.0, dtype=np.float32)) for _ in range(3000)])
+    assert np.all(executed[:, 5] == 10.0)  # the gripper is never perturbed
+    assert 1.6 < executed[:, :5].std() < 2.4
+
+
 class _IdleExpert:
     """Holds the start pose: never succeeds."""
 

@@ -54,6 +54,33 @@ class Waypoint:
     wait_jaw: bool = False  # hold until the jaw has stopped moving (gripped, or fully open)
 
 
+class ExecutionNoise:
+    """DART-style perturbation for collecting demonstrations.
+
+    The arm executes the expert's targets plus a slowly drifting offset on the five arm joints
+    (an Ornstein-Uhlenbeck process: ``degrees`` standard deviation, ``seconds`` correlation
+    time) while the dataset records the expert's own targets. The demonstrations then show how to
+    get back onto the path from the kind of errors a learned policy makes, not only the path.
+    The gripper is never perturbed.
+    """
+
+    def __init__(self, degrees: float, seconds: float, seed: int):
+        if degrees < 0 or seconds <= 0:
+            raise ValueError(f"execution noise needs degrees >= 0 and seconds > 0, got {degrees}, {seconds}")
+        self.degrees = degrees
+        self.keep = float(np.exp(-CONTROL_DT / seconds))
+        self.rng = np.random.default_rng(seed)
+        self.offset = self.rng.normal(0.0, degrees, 5)
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        """The action to execute in place of the expert's ``action``."""
+        fresh = self.rng.normal(0.0, self.degrees, 5)
+        self.offset = self.keep * self.offset + np.sqrt(1 - self.keep**2) * fresh
+        executed = np.array(action, dtype=np.float32)
+        executed[:5] += self.offset
+        return executed
+
+
 def min_jerk(s: float) -> float:
     s = min(max(s, 0.0), 1.0)
     return s**3 * (10 - 15 * s + 6 * s**2)

@@ -58,6 +58,11 @@ class Args:
     """Video codec: libsvtav1 (LeRobot's default) or h264."""
     max_steps: int | None = None
     """Cap on an episode's steps (default: the env's time limit)."""
+    noise_deg: float = 0.0
+    """DART-style execution noise: the arm runs the expert's targets plus a drifting offset of this
+    many degrees (std, per arm joint) while the dataset records the expert's targets (0: off)."""
+    noise_seconds: float = 0.4
+    """Correlation time of that offset."""
 
 
 @dataclass
@@ -70,6 +75,8 @@ class _Job:
     vcodec: str
     keep_failed: bool
     max_steps: int | None = None
+    noise_deg: float = 0.0
+    noise_seconds: float = 0.4
 
 
 _ENV: dict[str, Any] = {}  # per worker process: the env of its job, built once
@@ -82,6 +89,7 @@ def run_episode(job: _Job, seed: int) -> dict[str, Any]:
     import so101lab  # noqa: F401  (registers the envs in spawned workers)
     from so101lab.datasets import EpisodeRecorder, VideoSettings
     from so101lab.envs import make_expert
+    from so101lab.envs.experts import ExecutionNoise
 
     key = (job.env_id, job.cameras, job.image_size, job.max_steps)
     if _ENV.get("key") != key:
@@ -98,6 +106,7 @@ def run_episode(job: _Job, seed: int) -> dict[str, Any]:
     recorder = EpisodeRecorder(job.root, job.features, fps, VideoSettings(vcodec=job.vcodec))
     obs, info = env.reset(seed=seed)
     task = info["task"]
+    noise = ExecutionNoise(job.noise_deg, job.noise_seconds, seed) if job.noise_deg > 0 else None
     done = False
     try:
         while not done:
@@ -106,7 +115,7 @@ def run_episode(job: _Job, seed: int) -> dict[str, Any]:
             for cam in job.cameras:
                 frame[image_feature(cam)] = obs[OBS_PIXELS][cam]
             recorder.add_frame(frame, task)
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, _, terminated, truncated, info = env.step(action if noise is None else noise(action))
             done = terminated or truncated
     except BaseException:
         recorder.discard()
@@ -134,7 +143,7 @@ def collect(args: Args) -> dict[str, Any]:
     writer = DatasetWriter(args.root, robot_features(cams), video=VideoSettings(vcodec=args.vcodec))
     job = _Job(
         args.root, args.env_id, args.cameras, args.image_size, writer.features, args.vcodec, args.keep_failed,
-        args.max_steps,
+        args.max_steps, args.noise_deg, args.noise_seconds,
     )  # fmt: skip
     max_attempts = args.max_attempts or 2 * args.episodes + 10
     start_episodes, saved, attempts, successes, next_seed = writer.num_episodes, 0, 0, 0, args.seed
@@ -164,7 +173,8 @@ def collect(args: Args) -> dict[str, Any]:
                         continue
                     writer.save_episode(
                         result["data"],
-                        extra={"seed": result["seed"], "success": result["success"], "env_id": args.env_id},
+                        extra={"seed": result["seed"], "success": result["success"], "env_id": args.env_id,
+                               "noise_deg": args.noise_deg},
                     )
                     saved += 1
                     bar.update(1)

@@ -42,6 +42,8 @@ class Recipe:
     curve_points: int = 4
     eval: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Overrides of ``so101lab eval``'s Args (how the policy executes its chunks)."""
+    collect: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Overrides of ``so101lab collect``'s Args (e.g. execution noise)."""
 
 
 # Sized to train in under an hour each on 2 CPU cores (measured numbers: README, "Results").
@@ -50,7 +52,7 @@ RECIPES: dict[str, Recipe] = {
         tasks=("so101lab/PickCube-v0",),
         # 96x128 images, 2,400 steps: 62 % on 50 episodes. 112x160 for 1,700 steps (same wall time): 50 %.
         train=dict(policy="act", steps=2400, batch_size=64, lr=3e-4, warmup_steps=100, decay_steps=2400,
-                   decay_lr=3e-5, chunk_size=30, n_action_steps=10),
+                   decay_lr=3e-5, chunk_size=30, n_action_steps=10, ema_decay=0.998),
         # ACT's own inference: a chunk every step, overlapping chunks averaged. On 20 seeds of the
         # step-1200 checkpoint: 65 % against 55 % running 10-action chunks open loop, 20 % for 1.
         eval=dict(temporal_ensemble_coeff=0.01),
@@ -94,7 +96,8 @@ def _task_name(env_id: str) -> str:
 
 def _dataset_root(args: Args, recipe: Recipe) -> Path:
     tasks = "all_tasks" if recipe.tasks == ALL_TASKS else "_".join(_task_name(t) for t in recipe.tasks)
-    return args.output_dir / "data" / f"{tasks}_{args.demos_per_task}"
+    variant = "".join(f"_{k}{v:g}" for k, v in sorted(recipe.collect.items()))
+    return args.output_dir / "data" / f"{tasks}_{args.demos_per_task}{variant}"
 
 
 def _saved_episodes(root: Path, env_id: str) -> tuple[int, int]:
@@ -114,7 +117,7 @@ def collect_demos(args: Args, recipe: Recipe, root: Path) -> None:
         have, next_seed = _saved_episodes(root, task)
         if have < args.demos_per_task:
             collect.collect(collect.Args(root=root, env_id=task, episodes=args.demos_per_task - have,
-                                         workers=args.workers, seed=next_seed))  # fmt: skip
+                                         workers=args.workers, seed=next_seed, **recipe.collect))  # fmt: skip
 
 
 def _train_args(args: Args, recipe: Recipe, root: Path, run: Path) -> train.Args:
@@ -227,6 +230,7 @@ def _results(args: Args, recipe: Recipe, root: Path, targs: train.Args, timings:
                     "episodes_per_task": {t: _saved_episodes(root, t)[0] for t in recipe.tasks}},
         "train": {"steps": targs.steps, "batch_size": targs.batch_size, "threads": targs.threads,
                   **{k: v for k, v in dataclasses.asdict(targs).items() if k in recipe.train}},
+        "collect": recipe.collect,
         "eval": {"first_seed": evaluate.Args.seed, **recipe.eval},
         "wall_s": timings,
         "success": {t: c[-1] for t, c in curve.items()},
