@@ -47,23 +47,26 @@ METRICS_FILE = "metrics.csv"
 METRIC_COLUMNS = ("step", "loss", "lr", "grad_norm", "samples_per_s", "wall_s")
 
 
+_ACT_DEFAULTS = ACTConfig()
+
+
 @dataclass
 class ACTOptions:
-    """Size and behaviour of a fresh ACT policy (see so101lab.policies.ACTConfig)."""
+    """Size and behaviour of a fresh ACT policy (defaults and meaning: so101lab.policies.ACTConfig)."""
 
-    image_size: tuple[int, int] = (96, 128)
+    image_size: tuple[int, int] = _ACT_DEFAULTS.image_size
     """(height, width) the cameras are resized to."""
-    dim_model: int = 128
-    n_heads: int = 4
-    dim_feedforward: int = 512
-    n_encoder_layers: int = 4
-    n_decoder_layers: int = 1
-    use_vae: bool = True
-    kl_weight: float = 10.0
-    dropout: float = 0.1
-    augment_shift: int = 4
-    temporal_ensemble_coeff: float | None = None
-    weight_decay: float = 1e-4
+    dim_model: int = _ACT_DEFAULTS.dim_model
+    n_heads: int = _ACT_DEFAULTS.n_heads
+    dim_feedforward: int = _ACT_DEFAULTS.dim_feedforward
+    n_encoder_layers: int = _ACT_DEFAULTS.n_encoder_layers
+    n_decoder_layers: int = _ACT_DEFAULTS.n_decoder_layers
+    use_vae: bool = _ACT_DEFAULTS.use_vae
+    kl_weight: float = _ACT_DEFAULTS.kl_weight
+    dropout: float = _ACT_DEFAULTS.dropout
+    augment_shift: int = _ACT_DEFAULTS.augment_shift
+    temporal_ensemble_coeff: float | None = _ACT_DEFAULTS.temporal_ensemble_coeff
+    weight_decay: float = _ACT_DEFAULTS.optimizer_weight_decay
 
 
 @dataclass

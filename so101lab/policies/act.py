@@ -145,10 +145,7 @@ class ACTPolicy(nn.Module):
         return policy.to(device)
 
     def save_pretrained(self, path: str | Path) -> Path:
-        c = self.config
-        return save_checkpoint_files(
-            path, c, self.state_dict(), self.stats, c.input_features, c.output_features, c.normalization_mapping
-        )
+        return save_checkpoint_files(path, self.config, self.state_dict(), self.stats)
 
     @property
     def device(self) -> torch.device:

@@ -7,9 +7,8 @@ same way for either policy. ``image_size`` is what the network sees after resizi
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from so101lab.policies.smolvla_config import Feature, PolicyFeatures
 
@@ -20,6 +19,7 @@ POLICY_TYPE = "act"
 class ACTConfig(PolicyFeatures):
     """Action Chunking Transformer (Zhao et al. 2023) sized for CPU training."""
 
+    policy_type: ClassVar[str] = POLICY_TYPE
     input_features: dict[str, Feature] = field(default_factory=dict)
     output_features: dict[str, Feature] = field(default_factory=dict)
     image_size: tuple[int, int] = (96, 128)
@@ -66,30 +66,9 @@ class ACTConfig(PolicyFeatures):
         factor = 2 ** (len(self.cnn_channels) + 1)
         return (self.image_size[0] // factor) * (self.image_size[1] // factor)
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": POLICY_TYPE}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("input_features", "output_features"):
-                value = {k: v.to_dict() for k, v in value.items()}
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ACTConfig:
-        data = dict(data)
-        kind = data.pop("type", POLICY_TYPE)
-        if kind != POLICY_TYPE:
-            raise ValueError(f"config.json is for policy type {kind!r}, not {POLICY_TYPE!r}")
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        kwargs, unknown = cls._fields_from_dict(data)
         if unknown:
             raise ValueError(f"unknown ACT config keys {sorted(unknown)}")
-        for key in ("input_features", "output_features"):
-            if key in data:
-                data[key] = {k: Feature(v["type"], tuple(v["shape"])) for k, v in data[key].items()}
-        for key in ("image_size", "cnn_channels"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
+        return cls(**kwargs)

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from so101lab.policies.smolvla_config import SmolVLAConfig
+from so101lab.policies.smolvla_config import PolicyFeatures, SmolVLAConfig
 from so101lab.policies.smolvla_processor import Stats
 
 MODEL_FILE = "model.safetensors"
@@ -105,19 +105,15 @@ def _features_json(features: dict) -> dict:
 
 
 def save_processors(
-    directory: Path,
-    stats: Stats,
-    input_features: dict,
-    output_features: dict,
-    norm_map: dict[str, str],
-    input_steps: list[dict] = (),
-    device: str = "cpu",
+    directory: Path, config: PolicyFeatures, stats: Stats, input_steps: list[dict] = (), device: str = "cpu"
 ) -> None:
     """Write the pre/post-processor JSON and stats files in LeRobot's layout.
 
     The preprocessor is rename, batch, ``input_steps`` (policy-specific, e.g. a tokenizer),
-    device, normalizer; the postprocessor is unnormalizer, device.
+    device, normalizer; the postprocessor is unnormalizer, device. Features and normalisation
+    modes are the config's.
     """
+    output_features, norm_map = config.output_features, config.normalization_mapping
     steps = [
         {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
         {"registry_name": "to_batch_processor", "config": {}},
@@ -126,7 +122,7 @@ def save_processors(
     ]
     pre_state = f"{PREPROCESSOR}_step_{len(steps)}_normalizer_processor.safetensors"
     post_state = f"{POSTPROCESSOR}_step_0_unnormalizer_processor.safetensors"
-    all_features = _features_json(input_features | output_features)
+    all_features = _features_json(config.input_features | output_features)
     pre = {
         "name": PREPROCESSOR,
         "steps": [
@@ -158,12 +154,9 @@ def save_processors(
 
 def save_checkpoint_files(
     directory: str | Path,
-    config,
+    config: PolicyFeatures,
     state: dict[str, Tensor],
     stats: Stats,
-    input_features: dict,
-    output_features: dict,
-    norm_map: dict[str, str],
     input_steps: list[dict] = (),
     device: str = "cpu",
 ) -> Path:
@@ -172,7 +165,7 @@ def save_checkpoint_files(
     directory.mkdir(parents=True, exist_ok=True)
     config.save(directory)
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(directory / MODEL_FILE))
-    save_processors(directory, stats, input_features, output_features, norm_map, input_steps, device)
+    save_processors(directory, config, stats, input_steps, device)
     return directory
 
 
@@ -194,7 +187,4 @@ def save_checkpoint(
             },
         },
     ]
-    return save_checkpoint_files(
-        directory, config, state, stats, config.input_features, config.output_features,
-        config.normalization_mapping, steps, config.extra.get("device") or "cpu",
-    )  # fmt: skip
+    return save_checkpoint_files(directory, config, state, stats, steps, config.extra.get("device") or "cpu")

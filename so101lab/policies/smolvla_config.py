@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from so101lab.contract import FEATURE_ACTION, FEATURE_IMAGE_PREFIX, FEATURE_STATE
 
@@ -29,11 +29,46 @@ class Feature:
         return {"type": self.type, "shape": list(self.shape)}
 
 
-class PolicyFeatures:
-    """What every policy config derives from its LeRobot features, and its config.json IO."""
+FEATURE_FIELDS = ("input_features", "output_features")
 
+
+class PolicyFeatures:
+    """What every policy config derives from its LeRobot features, and its config.json IO.
+
+    Subclasses are dataclasses naming their ``policy_type`` (config.json's ``type``).
+    """
+
+    policy_type: ClassVar[str]
     input_features: dict[str, Feature]
     output_features: dict[str, Feature]
+
+    def to_dict(self) -> dict[str, Any]:
+        """config.json content: the type, then every field (features as LeRobot writes them)."""
+        out: dict[str, Any] = {"type": self.policy_type}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in FEATURE_FIELDS:
+                value = {k: v.to_dict() for k, v in value.items()}
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def _fields_from_dict(cls, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Constructor arguments for the fields found in a config.json dict, and the other keys."""
+        data = dict(data)
+        kind = data.pop("type", cls.policy_type)
+        if kind != cls.policy_type:
+            raise ValueError(f"config.json is for policy type {kind!r}, not {cls.policy_type!r}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {k: data.pop(k) for k in list(data) if k in fields}
+        for key, value in kwargs.items():
+            if key in FEATURE_FIELDS:
+                kwargs[key] = {k: Feature(v["type"], tuple(v["shape"])) for k, v in value.items()}
+            elif value is not None and str(fields[key].type).startswith("tuple"):
+                kwargs[key] = tuple(value)
+        return kwargs, data
 
     @property
     def image_features(self) -> list[str]:
@@ -71,6 +106,7 @@ class PolicyFeatures:
 class SmolVLAConfig(PolicyFeatures):
     """Model hyperparameters (LeRobot's SmolVLAConfig fields)."""
 
+    policy_type: ClassVar[str] = POLICY_TYPE
     input_features: dict[str, Feature] = field(default_factory=dict)
     output_features: dict[str, Feature] = field(default_factory=dict)
     n_obs_steps: int = 1
@@ -125,43 +161,18 @@ class SmolVLAConfig(PolicyFeatures):
             raise ValueError(f"pad_language_to must be 'longest' or 'max_length', got {self.pad_language_to!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": POLICY_TYPE}
-        for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
-            value = getattr(self, f.name)
-            if f.name in ("input_features", "output_features"):
-                value = {k: v.to_dict() for k, v in value.items()}
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        defaults = {
-            "n_obs_steps": 1,
-            "device": "cpu",
-            "use_amp": False,
-            "use_peft": False,
-            "push_to_hub": False,
-        }
-        for key, value in {**defaults, **self.extra}.items():
+        out = super().to_dict()
+        extra = out.pop("extra")
+        defaults = {"n_obs_steps": 1, "device": "cpu", "use_amp": False, "use_peft": False, "push_to_hub": False}
+        for key, value in {**defaults, **extra}.items():
             out.setdefault(key, value)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SmolVLAConfig:
-        data = dict(data)
-        kind = data.pop("type", POLICY_TYPE)
-        if kind != POLICY_TYPE:
-            raise ValueError(f"config.json is for policy type {kind!r}, not {POLICY_TYPE!r}")
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        kwargs = {k: data.pop(k) for k in list(data) if k in names}
-        for key in ("input_features", "output_features"):
-            if key in kwargs:
-                kwargs[key] = {k: Feature(v["type"], tuple(v["shape"])) for k, v in kwargs[key].items()}
-        for key in ("resize_imgs_with_padding", "optimizer_betas"):
-            if kwargs.get(key) is not None:
-                kwargs[key] = tuple(kwargs[key])
-        return cls(**kwargs, extra=data)
-
+        """Keys we do not interpret are kept in ``extra`` and written back."""
+        kwargs, rest = cls._fields_from_dict({k: v for k, v in data.items() if k != "extra"})
+        return cls(**kwargs, extra=rest)
 
 
 def so101_features(
