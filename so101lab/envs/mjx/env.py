@@ -1,0 +1,186 @@
+"""Batched state-mode rollouts of the so101lab tasks in MJX (jit + vmap over N envs).
+
+`MjxEnv` wraps one CPU env of a task. Episodes start from that env's own reset for each seed
+(task placement, domain randomisation, settling), copied into a batch of MJX states together
+with the model fields the reset changed, so a seed gives the same episode on both backends.
+Stepping then runs entirely in JAX: the same action units and clipping, 30 Hz control over the
+CPU env's physics substeps, the servo control layer of `servo.py`, and each task's success test.
+
+MJX lacks cylinder-box collision: geoms whose every contact pair is unsupported (the base
+column, which only an object pushed against the robot's base could touch) are left out of the
+MJX model, and listed in `MjxEnv.dropped_geoms`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from mujoco import mjx
+
+from so101lab.contract import NUM_JOINTS, OBS_ENV_STATE, OBS_STATE, radians_to_lerobot
+from so101lab.envs.base import SO101Env
+from so101lab.envs.mjx import servo as jservo
+from so101lab.envs.mjx.tasks import SceneIds, success_fn
+
+# Model fields a reset may change per episode (task placement of bins, domain randomisation of
+# friction and object mass, servo gains and damping): batched per env. tests/test_mjx.py checks
+# that resets change no other field the physics reads.
+PER_ENV_FIELDS = ("body_pos", "body_mass", "body_inertia", "geom_friction", "actuator_gainprm",
+                  "actuator_biasprm", "actuator_forcerange", "dof_damping", "dof_armature")
+# MjData fields carried over from the CPU reset: the state, the servo goals, the solver's warm
+# start, and the actuator force the first step's gear friction depends on.
+RESET_DATA_FIELDS = ("qpos", "qvel", "ctrl", "qacc_warmstart", "actuator_force")
+
+
+class MjxState(NamedTuple):
+    """A batch of N episodes; every leaf has a leading axis N."""
+
+    data: mjx.Data
+    fields: dict[str, jax.Array]  # PER_ENV_FIELDS of each episode's model
+    servo: jservo.ServoState
+    extra_state: jax.Array  # (N, k) the task's environment_state tail, constant over an episode
+    success: jax.Array  # (N,) bool: succeeded at some step so far (the CPU env would have terminated)
+
+
+def unsupported_geoms(model: mujoco.MjModel) -> list[int]:
+    """Geoms all of whose contact pairs MJX cannot collide; raises if a pair has no such geom."""
+    from mujoco.mjx._src import collision_driver  # no public API lists MJX's collision pairs
+
+    pairs = [(g1, g2) for g1, g2, _ in collision_driver.geom_pairs(model)]
+    bad = {(g1, g2) for g1, g2 in pairs
+           if not collision_driver.has_collision_fn(model.geom_type[g1], model.geom_type[g2])}
+    geoms = {g for pair in bad for g in pair}
+    droppable = [g for g in sorted(geoms) if all(p in bad for p in pairs if g in p)]
+    for g1, g2 in bad:
+        if g1 not in droppable and g2 not in droppable:
+            raise NotImplementedError(f"MJX cannot collide geoms {model.geom(g1).name!r} and "
+                                      f"{model.geom(g2).name!r}, and both collide with other geoms too")
+    return droppable
+
+
+class MjxEnv:
+    """N episodes of a so101lab task stepped together in MJX, in state mode.
+
+    `reset(seeds)` gives (state, obs); `step(state, actions)` gives (state, obs, reward,
+    success): actions (N, 6) in LeRobot units as the CPU env takes them, obs a dict of
+    `agent_pos` (N, 6) and `environment_state` (N, k), reward the sparse reward and success the
+    task's test on the new state. There is no termination or auto-reset: `state.success` latches
+    the first success, which is where the CPU env would have ended the episode.
+    """
+
+    def __init__(self, env_id: str = "so101lab/PickCube-v0", **env_kwargs: Any):
+        if env_kwargs.setdefault("obs_mode", "state") != "state":
+            raise ValueError(f"MjxEnv runs state mode only, got obs_mode={env_kwargs['obs_mode']!r}")
+        if env_kwargs.get("reward_type", "sparse") != "sparse":
+            raise ValueError(f"MjxEnv computes the sparse reward only, got reward_type={env_kwargs['reward_type']!r}")
+        self.cpu: SO101Env = gym.make(env_id, **env_kwargs).unwrapped
+        self.env_id = env_id
+        self.n_substeps = self.cpu.n_substeps
+        physics_dt = float(self.cpu.model.opt.timestep)
+        servos = self.cpu.servos
+        self.schedule = jservo.ServoSchedule.from_params(servos.params, self.n_substeps, physics_dt)
+
+        model = copy.deepcopy(self.cpu.model)
+        self.dropped_geoms = tuple(model.geom(g).name for g in unsupported_geoms(model))
+        for name in self.dropped_geoms:
+            model.geom_contype[model.geom(name).id] = 0
+            model.geom_conaffinity[model.geom(name).id] = 0
+        # Gear friction at no load; the model holds whatever load the last CPU step left there.
+        model.dof_frictionloss[servos.dof_adr] = servos.params.frictionloss
+        self.mjx_model = mjx.put_model(model)
+        self._frictionloss = jnp.asarray(model.dof_frictionloss)
+        self._empty_data = mjx.make_data(self.mjx_model)
+        self.ids = SceneIds(self.cpu)
+        self._success = success_fn(self.cpu)
+        self.qpos_adr = jnp.asarray(servos.qpos_adr)
+        self.dof_adr = jnp.asarray(servos.dof_adr)
+        self.actuator_ids = jnp.asarray(servos.actuator_ids)
+        self.action_low = jnp.asarray(self.cpu.action_space.low)
+        self.action_high = jnp.asarray(self.cpu.action_space.high)
+        # LeRobot units are an affine map of radians (so101lab.contract): its scale and offset.
+        offset = radians_to_lerobot(np.zeros(NUM_JOINTS))
+        self._unit_offset = jnp.asarray(offset, dtype=jnp.float32)
+        self._unit_scale = jnp.asarray(radians_to_lerobot(np.ones(NUM_JOINTS)) - offset, dtype=jnp.float32)
+        self._step = jax.jit(jax.vmap(self._step_one))
+
+    # ---- reset (host side: the CPU env's reset, per seed) ----------------------------------
+    def reset(self, seeds: Sequence[int]) -> tuple[MjxState, dict[str, jax.Array]]:
+        """Start one episode per seed, each the CPU env's `reset(seed=s)` episode."""
+        seeds = [int(s) for s in seeds]
+        if not seeds:
+            raise ValueError("reset needs at least one seed")
+        rows = [self._cpu_reset(s) for s in seeds]
+        stacked = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+        data = jax.vmap(lambda *a: self._empty_data.replace(**dict(zip(RESET_DATA_FIELDS, a))))(
+            *(jnp.asarray(stacked[k]) for k in RESET_DATA_FIELDS))
+        q = jnp.asarray(stacked["qpos"][:, np.asarray(self.qpos_adr)])
+        state = MjxState(data, {f: jnp.asarray(stacked[f]) for f in PER_ENV_FIELDS}, jservo.ServoState(q, q),
+                         jnp.asarray(stacked["extra_state"]), jnp.asarray(stacked["success"]))
+        obs = {OBS_STATE: jnp.asarray(stacked[OBS_STATE]), OBS_ENV_STATE: jnp.asarray(stacked[OBS_ENV_STATE])}
+        # Committed to the device as `step`'s outputs are, so the first step does not compile twice.
+        return jax.device_put((state, obs), jax.devices()[0])
+
+    def _cpu_reset(self, seed: int) -> dict[str, np.ndarray]:
+        cpu = self.cpu
+        obs, info = cpu.reset(seed=seed)
+        params, nominal = cpu.servos.params, cpu.nominal_servo
+        if dataclasses.replace(params, kp_per_p=nominal.kp_per_p, damping=nominal.damping) != nominal:
+            raise NotImplementedError("MjxEnv batches servo gain and damping per episode (model fields); "
+                                      f"this reset also changed other servo parameters: {params}")
+        return {
+            **{f: getattr(cpu.data, f).copy() for f in RESET_DATA_FIELDS},
+            **{f: getattr(cpu.model, f).copy() for f in PER_ENV_FIELDS},
+            "extra_state": np.asarray(cpu._extra_state(), dtype=np.float32),
+            "success": np.bool_(info["is_success"]),
+            OBS_STATE: obs[OBS_STATE], OBS_ENV_STATE: obs[OBS_ENV_STATE],
+        }
+
+    # ---- step (JAX, one env; vmapped and jitted) ---------------------------------------------
+    def step(self, state: MjxState, actions: jax.Array | np.ndarray):
+        """Advance every env one 30 Hz control step under joint targets `actions` (N, 6)."""
+        n = state.success.shape[0]
+        if tuple(np.shape(actions)) != (n, NUM_JOINTS):
+            raise ValueError(f"actions must have shape ({n}, {NUM_JOINTS}) (one row of joint targets per env, "
+                             f"deg and gripper 0..100), got {np.shape(actions)}")
+        if isinstance(actions, np.ndarray) and not np.all(np.isfinite(actions)):
+            raise ValueError(f"actions must be finite joint targets, got {actions!r}")
+        return self._step(state, actions)
+
+    def _step_one(self, state: MjxState, action: jax.Array):
+        m = self.mjx_model.replace(**state.fields)
+        action = jnp.clip(jnp.asarray(action, jnp.float32), self.action_low, self.action_high)
+        command = (action - self._unit_offset) / self._unit_scale
+        sched = self.schedule
+
+        def physics_step(carry, arrival):
+            d, servo, frictionloss, was_holding = carry
+            servo, holding = jservo.substep(servo, command, arrival, sched.max_step)
+            # As `Servos.step`: refreshed at every step where the goal moves and at the start of
+            # each held stretch (`was_holding` starts False: a control step starts a stretch).
+            frictionloss = jnp.where(holding & was_holding, frictionloss, jservo.loaded_frictionloss(
+                self._frictionloss, self.dof_adr, sched.friction_load, d.actuator_force[self.actuator_ids]))
+            d = d.replace(ctrl=d.ctrl.at[self.actuator_ids].set(servo.goal))
+            d = mjx.step(m.replace(dof_frictionloss=frictionloss), d)
+            return (d, servo, frictionloss, holding), None
+
+        carry = (state.data, state.servo, self._frictionloss, jnp.asarray(False))
+        (data, servo, _, _), _ = jax.lax.scan(physics_step, carry, jnp.asarray(sched.arrival, jnp.float32))
+        # By the next control step this command has arrived (latency <= one control period).
+        servo = servo._replace(pending=command)
+        success = self._success(self.ids, m, data)
+        new_state = state._replace(data=data, servo=servo, success=state.success | success)
+        return new_state, self._observation(data, state.extra_state), success.astype(jnp.float32), success
+
+    def _observation(self, d: mjx.Data, extra_state: jax.Array) -> dict[str, jax.Array]:
+        agent_pos = d.qpos[self.qpos_adr] * self._unit_scale + self._unit_offset
+        poses = [self.ids.object_pose(d, n) for n in self.ids.object_names]
+        env_state = jnp.concatenate([*poses, extra_state])
+        return {OBS_STATE: agent_pos.astype(jnp.float32), OBS_ENV_STATE: env_state.astype(jnp.float32)}
