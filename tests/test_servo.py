@@ -193,3 +193,48 @@ def test_gear_friction_holds_a_load_the_drive_lets_go_of():
         results[load] = held - run(model, data, servos, 2.0)[-1, 0]
     assert results[0.0] > 0.015
     assert results[0.8] < results[0.0] / 3
+
+
+def test_compiled_firmware_steps_exactly_as_the_python_reference():
+    """`step` (the C firmware) gives the trajectory of `substep` + `mj_step` per physics step, on the
+    SO-101 with the identified servo: small moves, slews over several steps, a torque-off stretch."""
+    from so101lab.contract import JOINT_NAMES, lerobot_to_radians
+    from so101lab.envs.base import ASSETS, HOME_POSE
+
+    model = mujoco.MjModel.from_xml_path(str(ASSETS / "pick_cube.xml"))
+    n_substeps = round((1 / 30) / model.opt.timestep)
+    rng = np.random.default_rng(0)
+    targets = HOME_POSE + np.cumsum(rng.normal(0, 2, (60, 6)), axis=0)
+    targets[20] += 40.0  # jumps the slew limit spreads over several control steps
+    targets[40] -= 40.0
+    runs = []
+    for reference in (False, True):
+        data = mujoco.MjData(model)
+        servos = Servos(model, JOINT_NAMES, ServoParams(), model.opt.timestep)
+        if not servos.compiled:
+            pytest.skip("the C firmware was not built (no compiler at install time)")
+        data.qpos[servos.qpos_adr] = lerobot_to_radians(HOME_POSE)
+        mujoco.mj_forward(model, data)
+        servos.reset(data)
+        qpos = []
+        for i, target in enumerate(lerobot_to_radians(targets)):
+            servos.set_torque(data, not 30 <= i < 35)
+            servos.command(data, target, sent_at=data.time + (DT / 3 if i % 7 == 0 else 0.0))
+            if reference:
+                for _ in range(n_substeps):
+                    servos.substep(data)
+                    mujoco.mj_step(model, data)
+            else:
+                servos.step(data, n_substeps)
+            qpos.append(np.concatenate([data.qpos, data.ctrl, model.dof_frictionloss]))
+        runs.append(np.array(qpos))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert np.ptp(runs[0][:, servos.qpos_adr], axis=0).min() > 0.1  # every joint really moved
+
+
+def test_commands_in_flight_are_bounded():
+    _, data, servos = make(capacity=3)
+    for _ in range(3):
+        servos.command(data, np.array([0.1]))
+    with pytest.raises(RuntimeError, match="3 servo commands are in flight"):
+        servos.command(data, np.array([0.2]))

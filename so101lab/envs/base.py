@@ -21,6 +21,7 @@ from so101lab.contract import (
     DEFAULT_CAMERAS,
     DEFAULT_IMAGE_SIZE,
     JOINT_NAMES,
+    NUM_JOINTS,
     OBS_ENV_STATE,
     OBS_PIXELS,
     OBS_STATE,
@@ -99,6 +100,7 @@ class SO101Env(gym.Env):
         )
         self.object_bodies = [self.model.body(n).id for n in self.object_names]
         self.object_qpos_adr = [self.model.jnt_qposadr[self.model.body_jntadr[b]] for b in self.object_bodies]
+        self._object_pose_idx = np.concatenate([np.arange(a, a + 7) for a in self.object_qpos_adr])
         self.object_geoms = [g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in self.object_bodies]
         fixed_cams = [c for c in range(self.model.ncam) if self.model.cam_bodyid[c] == 0]
         self.randomizer = Randomizer(self.model, randomization or DomainRandomization(), self.object_geoms,
@@ -157,11 +159,12 @@ class SO101Env(gym.Env):
         return self._observation(), self._evaluate()[1]
 
     def step(self, action):
+        # Lean on purpose: this runs 30 times per simulated second (scripts/bench_env.py).
         action = np.asarray(action, dtype=np.float32)
-        if action.shape != self.action_space.shape or not np.all(np.isfinite(action)):
+        if action.shape != (NUM_JOINTS,) or not np.isfinite(action).all():
             raise ValueError(f"action must be 6 finite joint targets (deg, gripper 0..100), got {action!r}")
-        target = lerobot_to_radians(np.clip(action, self.action_space.low, self.action_space.high))
-        self.servos.command(self.data, target)
+        clipped = np.minimum(np.maximum(action, self.action_space.low), self.action_space.high)
+        self.servos.command(self.data, lerobot_to_radians(clipped))
         self.servos.step(self.data, self.n_substeps)
         reward, info = self._evaluate()
         terminated = info["is_success"] and self.terminate_on_success
@@ -240,8 +243,9 @@ class SO101Env(gym.Env):
         if self.obs_mode == "pixels_agent_pos":
             obs[OBS_PIXELS] = {c.name: self._render_camera(c.name, c.height, c.width) for c in self.cameras}
         else:
-            poses = [self.data.qpos[a:a + 7] for a in self.object_qpos_adr]
-            obs[OBS_ENV_STATE] = np.concatenate([*poses, self._extra_state()]).astype(np.float32)
+            poses = self.data.qpos[self._object_pose_idx]  # each object's position and quaternion
+            extra = self._extra_state()
+            obs[OBS_ENV_STATE] = (np.concatenate([poses, extra]) if extra.size else poses).astype(np.float32)
         return obs
 
     def _evaluate(self) -> tuple[float, dict[str, Any]]:

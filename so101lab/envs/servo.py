@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import mujoco
 import numpy as np
+
+from so101lab.envs import firmware
 
 
 @dataclass(frozen=True)
@@ -85,17 +86,22 @@ class Servos:
     Per joint: `torque_limit` is the fraction of `force_limit` allowed (the Max_Torque_Limit
     register / 1000; LeRobot halves the gripper's to protect it when it closes on an object) and
     `p_gain` overrides the firmware P of `params` (None: `params.p_gain` everywhere).
+
+    Commands in flight wait in a ring of `capacity` slots (due time, targets) that `substep` and
+    the compiled firmware (`so101lab.envs.firmware`) share.
     """
 
     def __init__(self, model: mujoco.MjModel, joint_names: tuple[str, ...], params: ServoParams,
                  physics_dt: float, torque_limit: np.ndarray | None = None,
-                 p_gain: np.ndarray | None = None):
+                 p_gain: np.ndarray | None = None, capacity: int = 64):
         n = len(joint_names)
+        if not 0 < n <= firmware.MAX_SERVOS:
+            raise ValueError(f"Servos drive 1 to {firmware.MAX_SERVOS} joints, got {n}")
         self.model = model
         self.joint_ids = np.array([model.joint(name).id for name in joint_names])
-        self.actuator_ids = np.array([model.actuator(name).id for name in joint_names])
+        self.actuator_ids = np.array([model.actuator(name).id for name in joint_names], dtype=np.int64)
         self.qpos_adr = model.jnt_qposadr[self.joint_ids]
-        self.dof_adr = model.jnt_dofadr[self.joint_ids]
+        self.dof_adr = model.jnt_dofadr[self.joint_ids].astype(np.int64)
         if physics_dt <= 0:
             raise ValueError(f"physics_dt must be > 0, got {physics_dt}")
         self.physics_dt = physics_dt
@@ -104,7 +110,10 @@ class Servos:
         self.torque_on = np.ones(n, dtype=bool)
         self._goal = np.zeros(n)  # what the firmware regulates to (after latency and slew)
         self._pending = np.zeros(n)  # the latest command that has arrived
-        self._queue: deque[tuple[float, np.ndarray]] = deque()
+        self._due = np.zeros(capacity)  # ring of commands in flight: when each takes effect,
+        self._commands = np.zeros((capacity, n))  # its targets,
+        self._ring = np.zeros(2, dtype=np.int64)  # and the ring's head and count
+        self._firmware = firmware.load(self)  # None where the C library was not built
         self.apply_params(params)
 
     @staticmethod
@@ -120,6 +129,21 @@ class Servos:
         return np.full(len(self.joint_ids), self.params.p_gain) if self.p_gain_override is None \
             else self.p_gain_override
 
+    @property
+    def compiled(self) -> bool:
+        """Whether `step` runs the compiled firmware (else the Python reference, same results)."""
+        return self._firmware is not None
+
+    @compiled.setter
+    def compiled(self, value: bool) -> None:
+        if value and self._firmware is None:
+            self._firmware = firmware.load(self)
+            if self._firmware is None:
+                raise RuntimeError("the C servo firmware was not built: reinstall so101lab with a C compiler")
+            self._firmware.set_params(self)
+        elif not value:
+            self._firmware = None
+
     def apply_params(self, params: ServoParams | None = None) -> None:
         """Write gains and joint properties into the MjModel (also used by domain randomisation)."""
         p = self.params = params or self.params
@@ -129,6 +153,9 @@ class Servos:
         m.actuator_forcelimited[self.actuator_ids] = 1
         m.dof_armature[self.dof_adr] = p.armature
         m.dof_frictionloss[self.dof_adr] = p.frictionloss
+        self.max_step = p.max_velocity * self.physics_dt  # rad the goal may move per physics step
+        if self._firmware is not None:
+            self._firmware.set_params(self)
         self._write_drive()
 
     def _write_drive(self) -> None:
@@ -147,7 +174,7 @@ class Servos:
         q = data.qpos[self.qpos_adr].copy()
         self._goal[:] = q
         self._pending[:] = q
-        self._queue.clear()
+        self._ring[:] = 0
         self.torque_on[:] = False
         self.set_torque(data, True)
         data.ctrl[self.actuator_ids] = self._goal
@@ -155,58 +182,59 @@ class Servos:
     def command(self, data: mujoco.MjData, targets: np.ndarray, sent_at: float | None = None) -> None:
         """Send goal positions (rad); they take effect `latency` s after `sent_at` (default: now).
 
-        `sent_at` lets a log replay place commands between physics steps.
+        `sent_at` lets a log replay place commands between physics steps; commands must be sent
+        in time order.
         """
         targets = np.asarray(targets, dtype=np.float64)
-        if targets.shape != self._goal.shape or not np.all(np.isfinite(targets)):
+        if targets.shape != self._goal.shape or not np.isfinite(targets).all():
             raise ValueError(f"targets must be {self._goal.shape[0]} finite angles (rad), got {targets!r}")
-        sent_at = data.time if sent_at is None else sent_at
-        self._queue.append((sent_at + self.params.latency, targets.copy()))
+        head, count = self._ring
+        capacity = len(self._due)
+        if count == capacity:
+            raise RuntimeError(f"{capacity} servo commands are in flight already: step the physics between commands")
+        slot = (head + count) % capacity
+        self._due[slot] = (data.time if sent_at is None else sent_at) + self.params.latency
+        self._commands[slot] = targets
+        self._ring[1] = count + 1
+
+    def _in_flight(self) -> np.ndarray:
+        """Ring slots of the commands in flight, oldest first."""
+        head, count = self._ring
+        return (head + np.arange(count)) % len(self._due)
 
     def set_torque(self, data: mujoco.MjData, enabled: bool | np.ndarray) -> None:
         """Torque off leaves the joint free (damping and friction only); on holds the present pose."""
         enabled = np.broadcast_to(np.asarray(enabled, dtype=bool), self.torque_on.shape)
         turned_on = enabled & ~self.torque_on
-        q = data.qpos[self.qpos_adr]
-        self._goal[turned_on] = q[turned_on]
-        self._pending[turned_on] = q[turned_on]
-        for _, queued in self._queue:  # commands in flight would yank a joint that was just enabled
-            queued[turned_on] = q[turned_on]
+        if turned_on.any():
+            q = data.qpos[self.qpos_adr]
+            self._goal[turned_on] = q[turned_on]
+            self._pending[turned_on] = q[turned_on]
+            # commands in flight would yank a joint that was just enabled
+            self._commands[np.ix_(self._in_flight(), turned_on)] = q[turned_on]
         self.torque_on[:] = enabled
         self._write_drive()
 
     def step(self, data: mujoco.MjData, nstep: int) -> None:
         """Advance the physics `nstep` steps under the servos: the one way sims step the arm.
 
-        Steps where the firmware holds its goal (no command falling due, no slew in progress)
-        run as one `mj_step(nstep=k)` call; only the steps where the goal moves run one by one
-        through `substep`. The result equals stepping one by one, except that the load-dependent
-        gear friction is refreshed once per held stretch instead of every step.
+        Each physics step runs one `substep` of firmware first: in C where the library was built,
+        otherwise in Python.
         """
-        dt = self.physics_dt
-        while nstep > 0:
-            while self._queue and self._queue[0][0] <= data.time + 1e-12:
-                self._pending = self._queue.popleft()[1]
-            holding = np.array_equal(self._goal, self._pending) and not self._queue_due(data.time + dt)
-            if not holding:
-                self.substep(data)
-                mujoco.mj_step(self.model, data)
-                nstep -= 1
-                continue
-            k = nstep if not self._queue else min(nstep, max(1, int((self._queue[0][0] - data.time) / dt)))
-            self._update_friction(data)
-            mujoco.mj_step(self.model, data, nstep=k)
-            nstep -= k
+        if self._firmware is not None:
+            self._firmware.step(data, nstep)
+            return
+        for _ in range(nstep):
+            self.substep(data)
+            mujoco.mj_step(self.model, data)
 
-    def _queue_due(self, before: float) -> bool:
-        return bool(self._queue) and self._queue[0][0] < before - 1e-12
+    def _due_before(self, before: float) -> bool:
+        return bool(self._ring[1]) and self._due[self._ring[0]] < before - 1e-12
 
-    def _update_friction(self, data: mujoco.MjData) -> None:
-        """Gear friction grows with the torque the gears carry (the last step's)."""
-        p = self.params
-        if p.friction_load:
-            self.model.dof_frictionloss[self.dof_adr] = (
-                p.frictionloss + p.friction_load * np.abs(data.actuator_force[self.actuator_ids]))
+    def _pop(self) -> np.ndarray:
+        head = self._ring[0]
+        self._ring[:] = (head + 1) % len(self._due), self._ring[1] - 1
+        return self._commands[head]
 
     def substep(self, data: mujoco.MjData) -> None:
         """Advance the firmware by one physics step: take due commands, slew, write ctrl.
@@ -215,25 +243,27 @@ class Servos:
         due mid-step acts for the part of the step after it: the response is continuous in the
         latency (the fitter differentiates through it) and in when commands are sent.
         """
-        dt = self.physics_dt
-        while self._queue and self._queue[0][0] <= data.time + 1e-12:  # due already: no split
-            self._pending = self._queue.popleft()[1]
-        if self._queue_due(data.time + dt):
-            cursor, end = data.time, data.time + dt
-            current, weighted = self._pending, np.zeros_like(self._pending)
-            while self._queue_due(end):
-                due, command = self._queue.popleft()
+        dt, time = self.physics_dt, data.time
+        while self._ring[1] and self._due[self._ring[0]] <= time + 1e-12:  # due already: no split
+            self._pending[:] = self._pop()
+        if self._due_before(time + dt):
+            cursor, end = time, time + dt
+            current, weighted = self._pending.copy(), np.zeros_like(self._pending)
+            while self._due_before(end):
+                due = self._due[self._ring[0]]
+                command = self._pop()
                 if due > cursor:
                     weighted += current * (due - cursor)
                     cursor = due
-                current = command
+                current = command.copy()
             weighted += current * (end - cursor)
-            self._pending = current
+            self._pending[:] = current
             target = weighted / dt
         else:
             target = self._pending
-        p = self.params
-        step = p.max_velocity * dt
-        self._goal += np.clip(target - self._goal, -step, step)
+        self._goal += np.clip(target - self._goal, -self.max_step, self.max_step)
         data.ctrl[self.actuator_ids] = self._goal
-        self._update_friction(data)
+        p = self.params
+        if p.friction_load:  # gear friction grows with the torque the gears carry (the last step's)
+            self.model.dof_frictionloss[self.dof_adr] = (
+                p.frictionloss + p.friction_load * np.abs(data.actuator_force[self.actuator_ids]))

@@ -1,0 +1,96 @@
+/* The STS3215 firmware emulation of `so101lab.envs.servo.Servos`, stepped in C.
+
+   The same equations as `Servos.substep`, run before every physics step, so a control step of
+   16 physics steps costs one call from Python instead of Python work on every physics step.
+   No MuJoCo header is needed: MuJoCo's arrays and `mj_step` come in as pointers, so the library
+   does not depend on the MuJoCo version's struct layout. `Servos` owns every array named here
+   (numpy arrays, or views of the MjModel/MjData) and the Python implementation is the reference
+   the tests compare this one against. */
+
+#include <math.h>
+#include <stdint.h>
+
+typedef void (*mj_step_fn)(const void *model, void *data);
+
+typedef struct {
+  mj_step_fn mj_step;
+  const void *model;
+  void *data;
+  double *ctrl;                 /* MjData.ctrl */
+  const double *actuator_force; /* MjData.actuator_force */
+  double *frictionloss;         /* MjModel.dof_frictionloss */
+  const int64_t *actuator_ids;  /* per servo */
+  const int64_t *dof_adr;       /* per servo */
+  int64_t n;                    /* servos */
+  int64_t capacity;             /* of the command ring */
+  double dt;                    /* the firmware's physics step (s) */
+  double timestep;              /* MjModel.opt.timestep: how far mj_step advances time */
+  double max_step;              /* rad the goal may move per physics step */
+  double friction;              /* gear friction at no load (N m) */
+  double friction_load;         /* extra friction per N m of drive */
+  double *goal;                 /* what the firmware regulates to, per servo */
+  double *pending;              /* the latest command that has arrived, per servo */
+  double *due;                  /* ring: when each command in flight takes effect */
+  double *commands;             /* ring: capacity x n targets */
+  int64_t *ring;                /* head, count */
+} Firmware;
+
+static int due_before(const Firmware *f, double before) {
+  return f->ring[1] > 0 && f->due[f->ring[0]] < before - 1e-12;
+}
+
+static const double *pop(Firmware *f) {
+  const double *command = f->commands + f->ring[0] * f->n;
+  f->ring[0] = (f->ring[0] + 1) % f->capacity;
+  f->ring[1] -= 1;
+  return command;
+}
+
+/* One physics step of firmware (`Servos.substep`): take due commands, average the commands over
+   the step, slew the goal, write ctrl and the load-dependent friction. */
+static void substep(Firmware *f, double time, double *weighted) {
+  int64_t n = f->n, i;
+  while (f->ring[1] > 0 && f->due[f->ring[0]] <= time + 1e-12) {
+    const double *command = pop(f);
+    for (i = 0; i < n; i++) f->pending[i] = command[i];
+  }
+  const double *target = f->pending;
+  if (due_before(f, time + f->dt)) {
+    double cursor = time, end = time + f->dt;
+    const double *current = f->pending;
+    for (i = 0; i < n; i++) weighted[i] = 0.0;
+    while (due_before(f, end)) {
+      double due = f->due[f->ring[0]];
+      const double *command = pop(f);
+      if (due > cursor) {
+        for (i = 0; i < n; i++) weighted[i] += current[i] * (due - cursor);
+        cursor = due;
+      }
+      current = command;
+    }
+    for (i = 0; i < n; i++) {
+      weighted[i] += current[i] * (end - cursor);
+      f->pending[i] = current[i];
+      weighted[i] = weighted[i] / f->dt;
+    }
+    target = weighted;
+  }
+  for (i = 0; i < n; i++) {
+    double move = fmin(fmax(target[i] - f->goal[i], -f->max_step), f->max_step);
+    f->goal[i] += move;
+    f->ctrl[f->actuator_ids[i]] = f->goal[i];
+  }
+  if (f->friction_load != 0.0)
+    for (i = 0; i < n; i++)
+      f->frictionloss[f->dof_adr[i]] = f->friction + f->friction_load * fabs(f->actuator_force[f->actuator_ids[i]]);
+}
+
+/* Advance `nstep` physics steps from `time` (MjData.time) under the firmware. */
+void so101_firmware_step(Firmware *f, double time, int64_t nstep) {
+  double weighted[64];
+  for (int64_t k = 0; k < nstep; k++) {
+    substep(f, time, weighted);
+    f->mj_step(f->model, f->data);
+    time += f->timestep;
+  }
+}
