@@ -83,7 +83,7 @@ def replay(model: mujoco.MjModel, servos: Servos, logs: list[ServoLog]) -> list[
     n_steps = math.ceil(times[-1] / dt) + 1
     trace = np.empty((n_steps + 1, starts[-1]))
     trace[0] = data.qpos[qpos_adr]
-    step, command, substep = mujoco.mj_step, servos.command, servos.substep
+    command = servos.command
     event, n_events = 0, len(times)
     # Torque on/off travels the same bus as goals, so it arrives with the same latency.
     torque_times = times + servos.params.latency
@@ -97,8 +97,7 @@ def replay(model: mujoco.MjModel, servos: Servos, logs: list[ServoLog]) -> list[
             if not np.array_equal(torque[torque_event], servos.torque_on):
                 servos.set_torque(data, torque[torque_event])
             torque_event += 1
-        substep(data)
-        step(model, data)
+        servos.step(data, 1)
         trace[i + 1] = data.qpos[qpos_adr]
     trace_t = np.arange(n_steps + 1) * dt
     return [np.stack([np.interp(log.t, trace_t, trace[:, c]) for c in range(a, b)], axis=1)
