@@ -9,6 +9,11 @@ CPU env's physics substeps, the servo control layer of `servo.py`, and each task
 MJX lacks cylinder-box collision: geoms whose every contact pair is unsupported (the base
 column, which only an object pushed against the robot's base could touch) are left out of the
 MJX model, and listed in `MjxEnv.dropped_geoms`.
+
+MJX needs 64-bit JAX here. In float32 its contact dynamics break down when the jaws squeeze a
+cube (a 15 g cube's tiny rotational inertia against stiff pad contacts): within one physics step
+the cube spins up and is thrown out of the gripper, where float64 follows the CPU env to a
+fraction of a millimetre.
 """
 
 from __future__ import annotations
@@ -76,7 +81,11 @@ class MjxEnv:
     the first success, which is where the CPU env would have ended the episode.
     """
 
-    def __init__(self, env_id: str = "so101lab/PickCube-v0", **env_kwargs: Any):
+    def __init__(self, env_id: str = "so101lab/PickCube-v0", allow_float32: bool = False, **env_kwargs: Any):
+        if not (jax.config.jax_enable_x64 or allow_float32):
+            raise RuntimeError("MjxEnv needs 64-bit JAX: in float32 MJX throws a squeezed cube out of the "
+                               "gripper. Run `jax.config.update('jax_enable_x64', True)` first (or set "
+                               "JAX_ENABLE_X64=1), or pass allow_float32=True for free-arm motion only.")
         if env_kwargs.setdefault("obs_mode", "state") != "state":
             raise ValueError(f"MjxEnv runs state mode only, got obs_mode={env_kwargs['obs_mode']!r}")
         if env_kwargs.get("reward_type", "sparse") != "sparse":
@@ -88,7 +97,9 @@ class MjxEnv:
         servos = self.cpu.servos
         self.schedule = jservo.ServoSchedule.from_params(servos.params, self.n_substeps, physics_dt)
 
-        model = copy.deepcopy(self.cpu.model)
+        # The MjModel MJX steps (per-episode fields come from each reset): `mjx.put_data(env.model, d)`
+        # turns a CPU env's MjData into MJX data for it.
+        self.model = model = copy.deepcopy(self.cpu.model)
         self.dropped_geoms = tuple(model.geom(g).name for g in unsupported_geoms(model))
         for name in self.dropped_geoms:
             model.geom_contype[model.geom(name).id] = 0
@@ -105,10 +116,11 @@ class MjxEnv:
         self.actuator_ids = jnp.asarray(servos.actuator_ids)
         self.action_low = jnp.asarray(self.cpu.action_space.low)
         self.action_high = jnp.asarray(self.cpu.action_space.high)
-        # LeRobot units are an affine map of radians (so101lab.contract): its scale and offset.
+        # LeRobot units are an affine map of radians (so101lab.contract): its scale and offset, in
+        # JAX's float (float64 with x64, as the CPU env converts).
         offset = radians_to_lerobot(np.zeros(NUM_JOINTS))
-        self._unit_offset = jnp.asarray(offset, dtype=jnp.float32)
-        self._unit_scale = jnp.asarray(radians_to_lerobot(np.ones(NUM_JOINTS)) - offset, dtype=jnp.float32)
+        self._unit_offset = jnp.asarray(offset)
+        self._unit_scale = jnp.asarray(radians_to_lerobot(np.ones(NUM_JOINTS)) - offset)
         self._step = jax.jit(jax.vmap(self._step_one))
 
     # ---- reset (host side: the CPU env's reset, per seed) ----------------------------------
@@ -156,23 +168,24 @@ class MjxEnv:
 
     def _step_one(self, state: MjxState, action: jax.Array):
         m = self.mjx_model.replace(**state.fields)
+        # Clipped in float32 as the CPU env clips, converted in JAX's float.
         action = jnp.clip(jnp.asarray(action, jnp.float32), self.action_low, self.action_high)
-        command = (action - self._unit_offset) / self._unit_scale
+        command = (action.astype(self._unit_scale.dtype) - self._unit_offset) / self._unit_scale
         sched = self.schedule
 
         def physics_step(carry, arrival):
-            d, servo, frictionloss, was_holding = carry
-            servo, holding = jservo.substep(servo, command, arrival, sched.max_step)
-            # As `Servos.step`: refreshed at every step where the goal moves and at the start of
-            # each held stretch (`was_holding` starts False: a control step starts a stretch).
-            frictionloss = jnp.where(holding & was_holding, frictionloss, jservo.loaded_frictionloss(
-                self._frictionloss, self.dof_adr, sched.friction_load, d.actuator_force[self.actuator_ids]))
+            d, servo = carry
+            # As `Servos.substep` before every physics step: goal, ctrl, then the gear friction
+            # from the actuator force of the step before.
+            servo = jservo.substep(servo, command, arrival, sched.max_step)
+            frictionloss = jservo.loaded_frictionloss(self._frictionloss, self.dof_adr, sched.friction_load,
+                                                      d.actuator_force[self.actuator_ids])
             d = d.replace(ctrl=d.ctrl.at[self.actuator_ids].set(servo.goal))
             d = mjx.step(m.replace(dof_frictionloss=frictionloss), d)
-            return (d, servo, frictionloss, holding), None
+            return (d, servo), None
 
-        carry = (state.data, state.servo, self._frictionloss, jnp.asarray(False))
-        (data, servo, _, _), _ = jax.lax.scan(physics_step, carry, jnp.asarray(sched.arrival, jnp.float32))
+        (data, servo), _ = jax.lax.scan(physics_step, (state.data, state.servo),
+                                        jnp.asarray(sched.arrival))
         # By the next control step this command has arrived (latency <= one control period).
         servo = servo._replace(pending=command)
         success = self._success(self.ids, m, data)

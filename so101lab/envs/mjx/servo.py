@@ -1,12 +1,11 @@
 """The control-side layer of `so101lab.envs.servo.Servos` in JAX, for batched 30 Hz rollouts.
 
 The MuJoCo half of the servo model (position actuator with a force range, joint damping,
-armature, friction loss) is in the MjModel that MJX steps. This module carries the Python half
-with the same equations as `Servos.step`/`Servos.substep`: a command takes effect `latency` s
-after it is sent, the goal of a physics step is the time average of the commands over that step,
-the goal slews at most `max_velocity`, and the gear friction follows the actuator force of the
-previous step, refreshed where `Servos.step` refreshes it (every step where the goal moves, and
-at the start of each stretch where it holds).
+armature, friction loss) is in the MjModel that MJX steps. This module carries the firmware
+half with the same equations as `Servos.substep`, which runs before every physics step: a command
+takes effect `latency` s after it is sent, the goal of a physics step is the time average of the
+commands over that step, the goal slews at most `max_velocity`, and the gear friction follows the
+actuator force of the previous step.
 
 The envs send one command at the start of every control step, so when it falls due is the same
 offset into every control step: `ServoSchedule` computes, once and in float64, how much of each
@@ -24,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from so101lab.contract import CONTROL_DT
 from so101lab.envs.servo import ServoParams
 
 # Same slack as `Servos` when comparing a command's due time with the physics clock.
@@ -48,37 +46,31 @@ class ServoSchedule:
 
     arrival: np.ndarray  # (n_substeps,)
     max_step: float  # rad the goal may move per physics step
-    frictionloss: float  # N m: gear friction at no load
     friction_load: float  # extra friction per N m transmitted
 
     @classmethod
     def from_params(cls, params: ServoParams, n_substeps: int, physics_dt: float) -> ServoSchedule:
-        if not 0 <= params.latency <= CONTROL_DT + _TIME_EPS:
-            raise ValueError(f"the MJX servo layer supports latencies in [0, {CONTROL_DT:.4f}] s (at most one "
+        period = n_substeps * physics_dt  # one control period as the physics clock counts it
+        if not 0 <= params.latency <= period + _TIME_EPS:
+            raise ValueError(f"the MJX servo layer supports latencies in [0, {period:.6f}] s (at most one "
                              f"command in flight), got latency={params.latency}")
         start = np.arange(n_substeps) * physics_dt
         end = start + physics_dt
         due = params.latency
         arrival = np.where(due <= start + _TIME_EPS, 1.0,
                            np.where(due < end - _TIME_EPS, (end - due) / physics_dt, 0.0))
-        return cls(arrival, params.max_velocity * physics_dt, params.frictionloss, params.friction_load)
+        return cls(arrival, params.max_velocity * physics_dt, params.friction_load)
 
 
-def substep(state: ServoState, command: jax.Array, arrival: jax.Array,
-            max_step: float) -> tuple[ServoState, jax.Array]:
-    """One physics step of the firmware under `command` (sent at the control step's start).
-
-    Returns the new state and `holding`: whether `Servos.step` would run this step inside a held
-    stretch (the goal already equals the arrived command and no command falls due mid-step).
-    """
+def substep(state: ServoState, command: jax.Array, arrival: jax.Array, max_step: float) -> ServoState:
+    """One physics step of the firmware under `command` (sent at the control step's start)."""
     arrived = arrival >= 1.0
     split = (arrival > 0.0) & ~arrived
     pending = jnp.where(arrived, command, state.pending)
-    holding = jnp.all(state.goal == pending) & ~split
     # A command falling due mid-step acts for the part of the step after it.
     target = jnp.where(split, state.pending * (1.0 - arrival) + command * arrival, pending)
-    goal = jnp.where(holding, state.goal, state.goal + jnp.clip(target - state.goal, -max_step, max_step))
-    return ServoState(goal, jnp.where(split, command, pending)), holding
+    goal = state.goal + jnp.clip(target - state.goal, -max_step, max_step)
+    return ServoState(goal, jnp.where(split, command, pending))
 
 
 def loaded_frictionloss(base: jax.Array, dof_adr: jax.Array, friction_load: float,
