@@ -1,0 +1,172 @@
+"""The MJX backend against the CPU envs it copies: servo layer, model fields, success tests, trajectories.
+
+Skipped without the `mjx` extra. The default suite runs the parts that need no compiled physics
+step (a jitted `mjx.step` takes about a minute to compile on a CPU); the trajectory comparisons
+are `slow`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+mjx = pytest.importorskip("mujoco.mjx")
+
+import jax.numpy as jnp  # noqa: E402
+
+import so101lab  # noqa: E402, F401  (registers the envs)
+from so101lab.contract import CONTROL_DT, OBS_ENV_STATE, OBS_STATE, lerobot_to_radians  # noqa: E402
+from so101lab.envs import ServoParams, make_expert  # noqa: E402
+from so101lab.envs.base import HOME_POSE  # noqa: E402
+from so101lab.envs.mjx import PER_ENV_FIELDS, MjxEnv  # noqa: E402
+from so101lab.envs.mjx import servo as jservo  # noqa: E402
+from so101lab.envs.registration import SIM_ENV_IDS  # noqa: E402
+
+# Model fields a reset changes that no physics reads (lights, cameras, colours), and the servo
+# friction `MjxEnv` recomputes every physics step.
+RENDER_FIELDS = {"cam_pos", "cam_quat", "geom_rgba", "light_diffuse", "light_dir", "mat_rgba"}
+STEPPED_FIELDS = {"dof_frictionloss"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def x64():
+    """64-bit JAX, which MjxEnv needs (see its module docstring), for this module only."""
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", before)
+
+
+def cpu_env(env_id: str, **kwargs) -> gym.Env:
+    return gym.make(env_id, obs_mode="state", terminate_on_success=False, **kwargs)
+
+
+# ---- servo layer (jax only) ------------------------------------------------------------------
+def servo_commands() -> np.ndarray:
+    """LeRobot-unit commands: small moves, a jump the slew limit stretches over several control
+    steps, holds (the goal arriving exactly), and the way back."""
+    small = HOME_POSE + np.linspace(0, 4, 6)[:, None] * np.array([1, -1, 1, 0.5, -2, 3])
+    jump = np.repeat([HOME_POSE + np.array([40, 25, -30, 0, 60, 40])], 5, axis=0)
+    return np.concatenate([small, jump, np.repeat([HOME_POSE], 4, axis=0)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("latency_steps", [None, 0, 4, 16])
+def test_servo_layer_follows_the_cpu_firmware_step_by_step(latency_steps):
+    """Goal (ctrl) and gear friction of every physics step, given the same actuator forces.
+
+    Latencies: the default (a command falls due inside a physics step), none, and whole numbers
+    of physics steps up to a control period (due exactly at a step's start).
+    """
+    dt = cpu_env("so101lab/PickCube-v0").unwrapped.model.opt.timestep
+    latency = ServoParams().latency if latency_steps is None else latency_steps * dt
+    env = cpu_env("so101lab/PickCube-v0", servo_params=ServoParams(latency=latency))
+    sim = env.unwrapped
+    env.reset(seed=0)
+    servos, data, model = sim.servos, sim.data, sim.model
+    schedule = jservo.ServoSchedule.from_params(servos.params, sim.n_substeps, model.opt.timestep)
+    base = jnp.asarray(np.where(np.isin(np.arange(model.nv), servos.dof_adr), servos.params.frictionloss,
+                                model.dof_frictionloss))
+
+    @jax.jit
+    def control_step(state, command, forces):
+        def physics_step(servo, force):
+            servo = jservo.substep(servo, command, force[0], schedule.max_step)
+            friction = jservo.loaded_frictionloss(base, jnp.asarray(servos.dof_adr), schedule.friction_load,
+                                                  force[1:])
+            return servo, (servo.goal, friction[jnp.asarray(servos.dof_adr)])
+
+        arrival = jnp.asarray(schedule.arrival)[:, None]
+        state, out = jax.lax.scan(physics_step, state, jnp.concatenate([arrival, forces], axis=1))
+        return state._replace(pending=command), out
+
+    q = jnp.asarray(data.qpos[servos.qpos_adr])
+    state = jservo.ServoState(q, q)
+    for action in servo_commands():
+        target = lerobot_to_radians(action)
+        servos.command(data, target)
+        forces, goals, friction = [], [], []
+        for _ in range(sim.n_substeps):  # one physics step at a time, to see each one
+            forces.append(data.actuator_force[servos.actuator_ids].copy())
+            servos.step(data, 1)
+            goals.append(data.ctrl[servos.actuator_ids].copy())
+            friction.append(model.dof_frictionloss[servos.dof_adr].copy())
+        state, (jgoals, jfriction) = control_step(state, jnp.asarray(target), jnp.asarray(np.array(forces)))
+        np.testing.assert_allclose(np.asarray(jgoals), np.array(goals), rtol=0, atol=1e-12)  # rad
+        np.testing.assert_allclose(np.asarray(jfriction), np.array(friction), rtol=0, atol=1e-12)  # N m
+
+
+def test_schedule_rejects_more_than_one_command_in_flight():
+    with pytest.raises(ValueError, match="latencies"):
+        jservo.ServoSchedule.from_params(ServoParams(latency=0.05), 16, CONTROL_DT / 16)
+
+
+# ---- model and episode set-up (no physics step compiled) ---------------------------------------
+@pytest.mark.parametrize("env_id", SIM_ENV_IDS)
+def test_resets_change_only_the_batched_model_fields(env_id):
+    """What `MjxEnv` copies per episode is everything a reset changes that MJX's physics reads."""
+    sim = cpu_env(env_id).unwrapped
+    names = [f.name for f in dataclasses.fields(mjx.Model) if hasattr(sim.model, f.name)]
+    before = {n: np.array(getattr(sim.model, n)) for n in names}
+    changed = set()
+    for seed in (0, 1, 2):
+        sim.reset(seed=seed)
+        changed |= {n for n in names if not np.array_equal(before[n], getattr(sim.model, n))}
+    assert changed - RENDER_FIELDS - STEPPED_FIELDS <= set(PER_ENV_FIELDS)
+
+
+@pytest.fixture(scope="module")
+def pick_cube() -> MjxEnv:
+    return MjxEnv("so101lab/PickCube-v0")
+
+
+def test_mjx_env_refuses_what_it_does_not_model(pick_cube):
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(RuntimeError, match="64-bit"):
+            MjxEnv("so101lab/PickCube-v0")
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    with pytest.raises(ValueError, match="state mode"):
+        MjxEnv("so101lab/PickCube-v0", obs_mode="pixels_agent_pos")
+    with pytest.raises(ValueError, match="sparse"):
+        MjxEnv("so101lab/PickCube-v0", reward_type="dense")
+    state, _ = pick_cube.reset([0, 1])
+    with pytest.raises(ValueError, match="shape"):
+        pick_cube.step(state, np.zeros((3, 6), np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        pick_cube.step(state, np.full((2, 6), np.nan, np.float32))
+
+
+def test_reset_is_the_cpu_envs_reset(pick_cube):
+    state, obs = pick_cube.reset([3, 5])
+    assert pick_cube.dropped_geoms == ("base_column",)
+    for i, seed in enumerate((3, 5)):
+        cpu_obs, _ = cpu_env("so101lab/PickCube-v0").reset(seed=seed)
+        np.testing.assert_allclose(np.asarray(obs[OBS_STATE][i]), cpu_obs[OBS_STATE], atol=1e-4)
+        np.testing.assert_allclose(np.asarray(obs[OBS_ENV_STATE][i]), cpu_obs[OBS_ENV_STATE], atol=1e-6)
+    assert obs[OBS_STATE].shape == (2, 6) and state.success.shape == (2,)
+
+
+@pytest.mark.parametrize("env_id", SIM_ENV_IDS)
+def test_success_tests_agree_with_the_cpu_envs_on_expert_episodes(env_id):
+    """The JAX success test on every state of an expert episode, contacts as the CPU found them."""
+    menv = MjxEnv(env_id)
+    env = cpu_env(env_id)
+    sim = env.unwrapped
+    obs, info = env.reset(seed=0)
+    expert = make_expert(env)
+    model = menv.mjx_model.replace(**{f: jnp.asarray(getattr(sim.model, f)) for f in PER_ENV_FIELDS})
+    success = jax.jit(lambda d: menv._success(menv.ids, model, d))
+    cpu, jx = [], []
+    for _ in range(env.spec.max_episode_steps):
+        obs, _, _, _, info = env.step(expert.act(obs))
+        cpu.append(info["is_success"])
+        jx.append(bool(success(mjx.put_data(menv.model, sim.data))))
+        if info["is_success"]:
+            break
+    assert cpu[-1], "the expert should succeed in this episode"
+    assert jx == cpu
