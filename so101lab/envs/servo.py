@@ -188,7 +188,7 @@ class Servos:
         targets = np.asarray(targets, dtype=np.float64)
         if targets.shape != self._goal.shape or not np.isfinite(targets).all():
             raise ValueError(f"targets must be {self._goal.shape[0]} finite angles (rad), got {targets!r}")
-        head, count = self._ring
+        head, count = self._ring.tolist()  # Python ints: cheaper arithmetic than NumPy scalars
         capacity = len(self._due)
         if count == capacity:
             raise RuntimeError(f"{capacity} servo commands are in flight already: step the physics between commands")
