@@ -77,7 +77,9 @@ class CompiledFirmware:
         self._ref = ctypes.byref(self._struct)
         self._data: mujoco.MjData | None = None
 
-    def set_params(self, servos: Servos) -> None:
+    def set_params(self) -> None:
+        """Copy the parameters `Servos.apply_params` derived into the C side."""
+        servos = self._servos
         p = servos.params
         self._struct.max_step = servos.max_step
         self._struct.friction = p.frictionloss

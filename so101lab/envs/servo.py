@@ -140,7 +140,7 @@ class Servos:
             self._firmware = firmware.load(self)
             if self._firmware is None:
                 raise RuntimeError("the C servo firmware was not built: reinstall so101lab with a C compiler")
-            self._firmware.set_params(self)
+            self._firmware.set_params()
         elif not value:
             self._firmware = None
 
@@ -155,7 +155,7 @@ class Servos:
         m.dof_frictionloss[self.dof_adr] = p.frictionloss
         self.max_step = p.max_velocity * self.physics_dt  # rad the goal may move per physics step
         if self._firmware is not None:
-            self._firmware.set_params(self)
+            self._firmware.set_params()
         self._write_drive()
 
     def _write_drive(self) -> None:
