@@ -18,8 +18,10 @@ fraction of a millimetre.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -28,7 +30,9 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from mujoco import mjx
+
+with contextlib.redirect_stdout(sys.stderr):  # MJX prints why its optional warp backend is absent
+    from mujoco import mjx
 
 from so101lab.contract import NUM_JOINTS, OBS_ENV_STATE, OBS_STATE, radians_to_lerobot
 from so101lab.envs.base import SO101Env
