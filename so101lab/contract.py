@@ -64,20 +64,20 @@ def image_feature(camera: str) -> str:
 
 
 # LeRobot units are an affine map of joint angles: degrees for the arm, and the gripper's range
-# stretched to 0..100. units = radians * _SCALE + _OFFSET.
+# stretched to 0..100. units = radians * UNIT_SCALE + UNIT_OFFSET.
 _GRIPPER_SPAN = GRIPPER_RANGE_RAD[1] - GRIPPER_RANGE_RAD[0]
-_SCALE = np.array([180.0 / np.pi] * 5 + [100.0 / _GRIPPER_SPAN])
-_OFFSET = np.array([0.0] * 5 + [-GRIPPER_RANGE_RAD[0] * 100.0 / _GRIPPER_SPAN])
+UNIT_SCALE: np.ndarray = np.array([180.0 / np.pi] * 5 + [100.0 / _GRIPPER_SPAN])
+UNIT_OFFSET: np.ndarray = np.array([0.0] * 5 + [-GRIPPER_RANGE_RAD[0] * 100.0 / _GRIPPER_SPAN])
 
 
 def radians_to_lerobot(q: np.ndarray) -> np.ndarray:
     """Joint angles (rad, model zero = calibrated mid pose) -> LeRobot units (deg, gripper 0..100)."""
-    return np.asarray(q, dtype=np.float64) * _SCALE + _OFFSET
+    return np.asarray(q, dtype=np.float64) * UNIT_SCALE + UNIT_OFFSET
 
 
 def lerobot_to_radians(x: np.ndarray) -> np.ndarray:
     """LeRobot units (deg, gripper 0..100) -> joint angles (rad); inverse of `radians_to_lerobot`."""
-    return (np.asarray(x, dtype=np.float64) - _OFFSET) / _SCALE
+    return (np.asarray(x, dtype=np.float64) - UNIT_OFFSET) / UNIT_SCALE
 
 
 _RANGES = np.array([JOINT_RANGES_RAD[n] for n in JOINT_NAMES])

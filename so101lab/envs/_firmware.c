@@ -33,6 +33,7 @@ typedef struct {
   double *due;                  /* ring: when each command in flight takes effect */
   double *commands;             /* ring: capacity x n targets */
   int64_t *ring;                /* head, count */
+  double latency;               /* s from a command's sending to its taking effect */
 } Firmware;
 
 static int due_before(const Firmware *f, double before) {
@@ -94,3 +95,48 @@ void so101_firmware_step(Firmware *f, double time, int64_t nstep) {
     time += f->timestep;
   }
 }
+
+/* `Servos.command`: targets (rad) sent at `sent_at` join the ring. 0, or 2 when the ring is full. */
+static int command(Firmware *f, const double *targets, double sent_at) {
+  if (f->ring[1] == f->capacity) return 2;
+  int64_t slot = (f->ring[0] + f->ring[1]) % f->capacity;
+  f->due[slot] = sent_at + f->latency;
+  for (int64_t i = 0; i < f->n; i++) f->commands[slot * f->n + i] = targets[i];
+  f->ring[1] += 1;
+  return 0;
+}
+
+/* One control step of `SO101Env.step` up to its observation of the joints: the action (LeRobot
+   units, float32) clipped to its limits and converted to radians, sent now, `nstep` physics
+   steps, and the joint positions read back in LeRobot units. Float operations in the order NumPy
+   does them there, so both give the same bits. */
+typedef struct {
+  Firmware *firmware;
+  const float *action;   /* in: one target per servo */
+  const float *low;      /* action limits */
+  const float *high;
+  const double *scale;   /* units = radians * scale + offset (so101lab.contract) */
+  const double *offset;
+  const double *qpos;    /* MjData.qpos */
+  const int64_t *qpos_adr;
+  float *agent_pos;      /* out: joint positions in units */
+} Control;
+
+/* 0, 1 for a non-finite action (nothing sent or stepped), 2 for a full ring. */
+int so101_control_step(Control *c, double time, int64_t nstep) {
+  Firmware *f = c->firmware;
+  double targets[64];
+  for (int64_t i = 0; i < f->n; i++) {
+    float a = c->action[i];
+    if (!isfinite(a)) return 1;
+    a = fminf(fmaxf(a, c->low[i]), c->high[i]);
+    targets[i] = ((double)a - c->offset[i]) / c->scale[i];
+  }
+  int status = command(f, targets, time);
+  if (status) return status;
+  so101_firmware_step(f, time, nstep);
+  for (int64_t i = 0; i < f->n; i++)
+    c->agent_pos[i] = (float)(c->qpos[c->qpos_adr[i]] * c->scale[i] + c->offset[i]);
+  return 0;
+}
+

@@ -32,6 +32,7 @@ from so101lab.contract import (
     observation_space,
     radians_to_lerobot,
 )
+from so101lab.envs.firmware import CompiledControl
 from so101lab.envs.randomization import DomainRandomization, Randomizer
 from so101lab.envs.servo import ServoParams, Servos
 
@@ -115,6 +116,7 @@ class SO101Env(gym.Env):
         self.task = ""
         self._renderer: mujoco.Renderer | None = None
         self._viewer = None
+        self._control: CompiledControl | None = None  # the C control step, bound on first use
 
     # ---- hooks for tasks -------------------------------------------------------------------
     def _reset_task(self, rng: np.random.Generator) -> str:
@@ -161,16 +163,32 @@ class SO101Env(gym.Env):
     def step(self, action):
         # Lean on purpose: this runs 30 times per simulated second (scripts/bench_env.py).
         action = np.asarray(action, dtype=np.float32)
-        if action.shape != (NUM_JOINTS,) or not np.isfinite(action).all():
-            raise ValueError(f"action must be 6 finite joint targets (deg, gripper 0..100), got {action!r}")
-        clipped = np.minimum(np.maximum(action, self.action_space.low), self.action_space.high)
-        self.servos.command(self.data, lerobot_to_radians(clipped))
-        self.servos.step(self.data, self.n_substeps)
+        if action.shape != (NUM_JOINTS,):
+            raise self._bad_action(action)
+        firmware = self.servos.compiled_firmware
+        if firmware is None:  # the Python reference of what `CompiledControl` does in one C call
+            if not np.isfinite(action).all():
+                raise self._bad_action(action)
+            clipped = np.minimum(np.maximum(action, self.action_space.low), self.action_space.high)
+            self.servos.command(self.data, lerobot_to_radians(clipped))
+            self.servos.step(self.data, self.n_substeps)
+            agent_pos = self.joint_positions
+        else:
+            if self._control is None or self._control.firmware is not firmware:
+                self._control = firmware.control(self.action_space.low, self.action_space.high)
+            status = self._control.step(self.data, action, self.n_substeps)
+            if status:
+                raise self._bad_action(action) if status == 1 else self.servos.ring_full_error()
+            agent_pos = self._control.agent_pos.copy()
         reward, info = self._evaluate()
         terminated = info["is_success"] and self.terminate_on_success
         if self.render_mode == "human":
             self.render()
-        return self._observation(), reward, terminated, False, info
+        return self._observation(agent_pos), reward, terminated, False, info
+
+    @staticmethod
+    def _bad_action(action: np.ndarray) -> ValueError:
+        return ValueError(f"action must be 6 finite joint targets (deg, gripper 0..100), got {action!r}")
 
     def render(self):
         if self.render_mode == "rgb_array":
@@ -238,8 +256,8 @@ class SO101Env(gym.Env):
         self._renderer.update_scene(self.data, camera)
         return self._renderer.render()
 
-    def _observation(self) -> dict[str, Any]:
-        obs: dict[str, Any] = {OBS_STATE: self.joint_positions}
+    def _observation(self, agent_pos: np.ndarray | None = None) -> dict[str, Any]:
+        obs: dict[str, Any] = {OBS_STATE: self.joint_positions if agent_pos is None else agent_pos}
         if self.obs_mode == "pixels_agent_pos":
             obs[OBS_PIXELS] = {c.name: self._render_camera(c.name, c.height, c.width) for c in self.cameras}
         else:

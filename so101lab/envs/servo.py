@@ -134,6 +134,11 @@ class Servos:
         """Whether `step` runs the compiled firmware (else the Python reference, same results)."""
         return self._firmware is not None
 
+    @property
+    def compiled_firmware(self) -> firmware.CompiledFirmware | None:
+        """The compiled firmware `step` runs, or None while the Python reference runs."""
+        return self._firmware
+
     @compiled.setter
     def compiled(self, value: bool) -> None:
         if value and self._firmware is None:
@@ -191,11 +196,14 @@ class Servos:
         head, count = self._ring.tolist()  # Python ints: cheaper arithmetic than NumPy scalars
         capacity = len(self._due)
         if count == capacity:
-            raise RuntimeError(f"{capacity} servo commands are in flight already: step the physics between commands")
+            raise self.ring_full_error()
         slot = (head + count) % capacity
         self._due[slot] = (data.time if sent_at is None else sent_at) + self.params.latency
         self._commands[slot] = targets
         self._ring[1] = count + 1
+
+    def ring_full_error(self) -> RuntimeError:
+        return RuntimeError(f"{len(self._due)} servo commands are in flight already: step the physics between commands")
 
     def _in_flight(self) -> np.ndarray:
         """Ring slots of the commands in flight, oldest first."""

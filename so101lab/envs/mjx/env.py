@@ -34,7 +34,7 @@ import numpy as np
 with contextlib.redirect_stdout(sys.stderr):  # MJX prints why its optional warp backend is absent
     from mujoco import mjx
 
-from so101lab.contract import NUM_JOINTS, OBS_ENV_STATE, OBS_STATE, radians_to_lerobot
+from so101lab.contract import NUM_JOINTS, OBS_ENV_STATE, OBS_STATE, UNIT_OFFSET, UNIT_SCALE
 from so101lab.envs.base import SO101Env
 from so101lab.envs.mjx import servo as jservo
 from so101lab.envs.mjx.tasks import SceneIds, success_fn
@@ -120,11 +120,8 @@ class MjxEnv:
         self.actuator_ids = jnp.asarray(servos.actuator_ids)
         self.action_low = jnp.asarray(self.cpu.action_space.low)
         self.action_high = jnp.asarray(self.cpu.action_space.high)
-        # LeRobot units are an affine map of radians (so101lab.contract): its scale and offset, in
-        # JAX's float (float64 with x64, as the CPU env converts).
-        offset = radians_to_lerobot(np.zeros(NUM_JOINTS))
-        self._unit_offset = jnp.asarray(offset)
-        self._unit_scale = jnp.asarray(radians_to_lerobot(np.ones(NUM_JOINTS)) - offset)
+        # LeRobot units in JAX's float (float64 with x64, as the CPU env converts).
+        self._unit_offset, self._unit_scale = jnp.asarray(UNIT_OFFSET), jnp.asarray(UNIT_SCALE)
         self._step = jax.jit(jax.vmap(self._step_one))
 
     # ---- reset (host side: the CPU env's reset, per seed) ----------------------------------
