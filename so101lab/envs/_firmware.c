@@ -139,4 +139,3 @@ int so101_control_step(Control *c, double time, int64_t nstep) {
     c->agent_pos[i] = (float)(c->qpos[c->qpos_adr[i]] * c->scale[i] + c->offset[i]);
   return 0;
 }
-

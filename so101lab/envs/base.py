@@ -175,7 +175,7 @@ class SO101Env(gym.Env):
             agent_pos = self.joint_positions
         else:
             if self._control is None or self._control.firmware is not firmware:
-                self._control = firmware.control(self.action_space.low, self.action_space.high)
+                self._control = CompiledControl(firmware, self.action_space.low, self.action_space.high)
             status = self._control.step(self.data, action, self.n_substeps)
             if status:
                 raise self._bad_action(action) if status == 1 else self.servos.ring_full_error()

@@ -109,10 +109,6 @@ class CompiledFirmware:
         self.bind(data)
         self._step(self._ref, data.time, nstep)
 
-    def control(self, low: np.ndarray, high: np.ndarray) -> CompiledControl:
-        """A control step in LeRobot units over these servos (see `CompiledControl`)."""
-        return CompiledControl(self, low, high)
-
 
 class CompiledControl:
     """`SO101Env.step` from action to joint positions in one C call (`so101_control_step`).
