@@ -1,23 +1,32 @@
 """Benchmark the MJX backend against the CPU MuJoCo env, side by side in one run; prints JSON.
 
     python scripts/bench_mjx.py [--env-id so101lab/PickCube-v0] [--envs 1 64 1024] [--steps 20 10 3]
+                                [--devices 1 2]
 
-Needs the `mjx` extra. For each batch size N: `MjxEnv.reset` of N seeds (the CPU env's reset per
-seed, on the host), then one timed first step (jit compile plus one step; each N compiles its own
+Needs the `mjx` extra. For each XLA device count D (the host is split into one CPU device per
+core) and batch size N that D divides: `MjxEnv.reset` of N seeds (the CPU env's reset per seed, on
+the host), then one timed first step (jit compile plus one step; each N and D compiles its own
 program) and `steps` timed control steps; the rate counts env steps, control steps x N, per second.
 The CPU env (state mode) steps the same smooth joint targets (scripts/bench_env.py). Rates are
 given per second of wall clock and per second of this process's CPU time (all threads: XLA's and
 MuJoCo's), since on a shared machine other jobs take wall-clock time from either side.
 """
 
-# ruff: noqa: I001  (so101lab first: it selects headless EGL before mujoco loads its GL backend)
+# ruff: noqa: I001  (XLA_FLAGS before jax loads; so101lab first: it selects headless EGL for mujoco)
 from __future__ import annotations
+
+import os
+
+# One XLA CPU device per core, set before jax loads: XLA runs a CPU program on one thread, so
+# the batch spreads over the cores only as several devices (so101lab.envs.mjx.env.batch_sharding).
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={os.cpu_count()}").strip()
 
 import so101lab  # noqa: F401  (also registers the envs)
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -103,6 +112,8 @@ def main() -> None:
                         help="timed control steps per batch size (after the compiling first step)")
     parser.add_argument("--cpu-steps", type=int, default=300, help="control steps per CPU env round")
     parser.add_argument("--rounds", type=int, default=3, help="CPU env rounds (best reported)")
+    parser.add_argument("--devices", type=int, nargs="+", default=[1, len(jax.devices())],
+                        help="XLA device counts to split each batch over (one CPU device per core here)")
     parser.add_argument("--float32", action="store_true",
                         help="MJX in float32 (faster, but it throws squeezed cubes: see so101lab.envs.mjx.env)")
     args = parser.parse_args()
@@ -112,10 +123,12 @@ def main() -> None:
 
     cpu = bench_cpu_env(args.env_id, joint_targets(args.cpu_steps), args.rounds)
     progress(f"cpu env: {cpu['steps_per_s']:.0f} steps/s")
-    env = MjxEnv(args.env_id, allow_float32=args.float32)
     mjx_runs = []
-    for n, steps in zip(args.envs, args.steps):
-        run = bench_mjx(env, n, joint_targets(steps + 1))
+    runs = [(d, n, s) for d in dict.fromkeys(args.devices) for n, s in zip(args.envs, args.steps) if n % d == 0]
+    for devices, n, steps in runs:  # a batch the devices do not divide would run on one of them
+        env = MjxEnv(args.env_id, allow_float32=args.float32, devices=jax.devices()[:devices])
+        progress(f"{n} envs over {devices} device(s)")
+        run = {"devices": devices, **bench_mjx(env, n, joint_targets(steps + 1))}
         run["ratio_over_cpu_env"] = round(run["steps_per_s"] / cpu["steps_per_s"], 3)
         run["ratio_over_cpu_env_cpu_time"] = round(run["steps_per_cpu_s"] / cpu["steps_per_cpu_s"], 3)
         run["steps_per_s"], run["steps_per_cpu_s"] = round(run["steps_per_s"], 1), round(run["steps_per_cpu_s"], 1)
@@ -130,6 +143,7 @@ def main() -> None:
         "mujoco_mjx": version("mujoco-mjx"),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        "xla_flags": os.environ["XLA_FLAGS"],
         "cpu_env": {"control_steps": args.cpu_steps, "rounds": args.rounds,
                     **{k: round(v, 1) for k, v in cpu.items()}},
         "mjx": mjx_runs,

@@ -1,9 +1,12 @@
-"""Headless rendering for every test, whichever module imports mujoco first."""
+"""Headless rendering for every test, whichever module imports mujoco first; two XLA CPU devices
+(before jax loads), so the MJX tests run batches split over devices as on a multi-core host."""
 
 import os
 
 if not os.environ.get("DISPLAY"):
     os.environ.setdefault("MUJOCO_GL", "egl")
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
 
 
 import pytest

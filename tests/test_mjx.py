@@ -151,6 +151,31 @@ def test_reset_is_the_cpu_envs_reset(pick_cube):
     assert obs[OBS_STATE].shape == (2, 6) and state.success.shape == (2,)
 
 
+def test_batches_are_split_over_the_devices(pick_cube):
+    """Two CPU devices (tests/conftest.py): an even batch spans both, an odd one stays on one."""
+    assert len(pick_cube.devices) == 2
+    for seeds, n_devices in (([0, 1], 2), ([0, 1, 2], 1)):
+        state, obs = pick_cube.reset(seeds)
+        for leaf in jax.tree_util.tree_leaves((state, obs)):
+            assert len(leaf.sharding.device_set) == n_devices
+            assert leaf.shape[0] == len(seeds)
+
+
+def test_large_batches_run_in_chunks_with_the_same_results():
+    """A batch above `max_batch` loops over chunks; leaves of size zero (as MJX data has) reshape too."""
+    from so101lab.envs.mjx.env import _in_chunks
+
+    def batched(tree, scale):
+        return {"y": tree["x"] * scale[:, None] + jnp.cumsum(tree["x"], axis=1), "empty": tree["empty"] + 1}
+
+    tree = {"x": jnp.arange(24.0).reshape(12, 2), "empty": jnp.zeros((12, 0, 3))}
+    scale = jnp.linspace(0.5, 2.0, 12)
+    expected, chunked = batched(tree, scale), jax.jit(_in_chunks(batched, 12, 4))(tree, scale)
+    assert chunked["empty"].shape == (12, 0, 3)
+    # The same rows in the same order; XLA may fuse the loop body differently (last-bit rounding).
+    np.testing.assert_allclose(np.asarray(chunked["y"]), np.asarray(expected["y"]), rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize("env_id", SIM_ENV_IDS)
 def test_success_tests_agree_with_the_cpu_envs_on_expert_episodes(env_id):
     """The JAX success test on every state of an expert episode, contacts as the CPU found them."""

@@ -75,6 +75,31 @@ def unsupported_geoms(model: mujoco.MjModel) -> list[int]:
     return droppable
 
 
+def _in_chunks(batched_fn, n: int, chunk: int):
+    """``batched_fn`` over n envs as a loop over chunks of ``chunk`` (which divides n)."""
+
+    def run(*args):
+        chunks = jax.tree.map(lambda x: x.reshape(n // chunk, chunk, *x.shape[1:]), args)
+        out = jax.lax.map(lambda c: batched_fn(*c), chunks)
+        return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
+
+    return run
+
+
+def batch_sharding(n: int, devices: Sequence[jax.Device]) -> jax.sharding.Sharding:
+    """The env axis split evenly over ``devices`` (only the first if they do not divide n).
+
+    XLA runs a CPU program on one thread, so on a CPU host the batch spreads over cores only as
+    several devices: `XLA_FLAGS=--xla_force_host_platform_device_count=<cores>` (set before jax
+    loads). On GPUs the same splits the batch over the cards.
+    """
+    devices = list(devices)
+    if n % len(devices):
+        devices = devices[:1]
+    mesh = jax.sharding.Mesh(np.array(devices), ("env",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("env"))
+
+
 class MjxEnv:
     """N episodes of a so101lab task stepped together in MJX, in state mode.
 
@@ -82,10 +107,12 @@ class MjxEnv:
     success): actions (N, 6) in LeRobot units as the CPU env takes them, obs a dict of
     `agent_pos` (N, 6) and `environment_state` (N, k), reward the sparse reward and success the
     task's test on the new state. There is no termination or auto-reset: `state.success` latches
-    the first success, which is where the CPU env would have ended the episode.
+    the first success, which is where the CPU env would have ended the episode. The batch is
+    split over `devices` (default: all local ones; see `batch_sharding`).
     """
 
-    def __init__(self, env_id: str = "so101lab/PickCube-v0", allow_float32: bool = False, **env_kwargs: Any):
+    def __init__(self, env_id: str = "so101lab/PickCube-v0", allow_float32: bool = False,
+                 devices: Sequence[jax.Device] | None = None, max_batch: int | None = 64, **env_kwargs: Any):
         if not (jax.config.jax_enable_x64 or allow_float32):
             raise RuntimeError("MjxEnv needs 64-bit JAX: in float32 MJX throws a squeezed cube out of the "
                                "gripper. Run `jax.config.update('jax_enable_x64', True)` first (or set "
@@ -96,6 +123,8 @@ class MjxEnv:
             raise ValueError(f"MjxEnv computes the sparse reward only, got reward_type={env_kwargs['reward_type']!r}")
         self.cpu: SO101Env = gym.make(env_id, **env_kwargs).unwrapped
         self.env_id = env_id
+        self.devices = tuple(jax.local_devices() if devices is None else devices)
+        self.max_batch = max_batch
         self.n_substeps = self.cpu.n_substeps
         physics_dt = float(self.cpu.model.opt.timestep)
         servos = self.cpu.servos
@@ -122,7 +151,7 @@ class MjxEnv:
         self.action_high = jnp.asarray(self.cpu.action_space.high)
         # LeRobot units in JAX's float (float64 with x64, as the CPU env converts).
         self._unit_offset, self._unit_scale = jnp.asarray(UNIT_OFFSET), jnp.asarray(UNIT_SCALE)
-        self._step = jax.jit(jax.vmap(self._step_one))
+        self._compiled_steps: dict[int, Any] = {}
 
     # ---- reset (host side: the CPU env's reset, per seed) ----------------------------------
     def reset(self, seeds: Sequence[int]) -> tuple[MjxState, dict[str, jax.Array]]:
@@ -138,8 +167,8 @@ class MjxEnv:
         state = MjxState(data, {f: jnp.asarray(stacked[f]) for f in PER_ENV_FIELDS}, jservo.ServoState(q, q),
                          jnp.asarray(stacked["extra_state"]), jnp.asarray(stacked["success"]))
         obs = {OBS_STATE: jnp.asarray(stacked[OBS_STATE]), OBS_ENV_STATE: jnp.asarray(stacked[OBS_ENV_STATE])}
-        # Committed to the device as `step`'s outputs are, so the first step does not compile twice.
-        return jax.device_put((state, obs), jax.devices()[0])
+        # Committed to devices as `step`'s outputs are, so the first step does not compile twice.
+        return jax.device_put((state, obs), batch_sharding(len(seeds), self.devices))
 
     def _cpu_reset(self, seed: int) -> dict[str, np.ndarray]:
         cpu = self.cpu
@@ -165,7 +194,13 @@ class MjxEnv:
                              f"deg and gripper 0..100), got {np.shape(actions)}")
         if isinstance(actions, np.ndarray) and not np.all(np.isfinite(actions)):
             raise ValueError(f"actions must be finite joint targets, got {actions!r}")
-        return self._step(state, actions)
+        if n not in self._compiled_steps:
+            step = jax.vmap(self._step_one)
+            if self.max_batch is not None and n > self.max_batch:
+                step = _in_chunks(step, n, max(c for c in range(1, self.max_batch + 1) if n % c == 0))
+            # Outputs placed as the inputs are, so the next step reuses this program.
+            self._compiled_steps[n] = jax.jit(step, out_shardings=batch_sharding(n, self.devices))
+        return self._compiled_steps[n](state, actions)
 
     def _step_one(self, state: MjxState, action: jax.Array):
         m = self.mjx_model.replace(**state.fields)
