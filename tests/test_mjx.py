@@ -199,6 +199,7 @@ def test_success_tests_agree_with_the_cpu_envs_on_expert_episodes(env_id):
 
 # ---- trajectories (slow: a jitted MJX step compiles for one to two minutes) ---------------------
 # Per task: seeds and control steps, enough for each seed's expert episode to succeed on the CPU.
+# SortCubes is GPU-sized: about 40 s per MJX control step of 2 envs on 2 CPU cores (3-4 hours).
 TRAJECTORIES = {
     "so101lab/PickCube-v0": ((0, 1), 110),
     "so101lab/PickPlace-v0": ((0, 1), 180),
