@@ -110,7 +110,7 @@ class MjxEnv:
     the first success, which is where the CPU env would have ended the episode. The batch is
     split over `devices` (default: all local ones; see `batch_sharding`), and batches above
     `max_batch` run as a loop over chunks of at most that many envs: on a CPU one vmapped program
-    of 1,024 envs hung inside XLA, where 16 chunks of 64 run at the rate of one.
+    of 1,024 envs hung inside XLA, where a loop over 16 chunks of 64 runs at 64 envs' rate per env.
     """
 
     def __init__(self, env_id: str = "so101lab/PickCube-v0", allow_float32: bool = False,
