@@ -12,21 +12,14 @@ given per second of wall clock and per second of this process's CPU time (all th
 MuJoCo's), since on a shared machine other jobs take wall-clock time from either side.
 """
 
-# ruff: noqa: I001  (XLA_FLAGS before jax loads; so101lab first: it selects headless EGL for mujoco)
+# ruff: noqa: I001  (so101lab first: it selects headless EGL before anything loads mujoco)
 from __future__ import annotations
-
-import os
-
-# One XLA CPU device per core, set before jax loads: XLA runs a CPU program on one thread, so
-# the batch spreads over the cores only as several devices (so101lab.envs.mjx.env.batch_sharding).
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={os.cpu_count()}").strip()
 
 import so101lab  # noqa: F401  (also registers the envs)
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -37,7 +30,10 @@ import jax
 import numpy as np
 from bench_env import joint_targets  # scripts/ is on sys.path when this script runs
 
-from so101lab.envs.mjx import MjxEnv
+from so101lab.envs.mjx import MjxEnv, split_host_into_devices
+
+# One XLA CPU device per core: XLA runs a CPU program on one thread (MjxEnv's batch_sharding).
+split_host_into_devices(os.cpu_count())
 
 
 def progress(message: str) -> None:

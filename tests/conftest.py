@@ -7,8 +7,12 @@ import os
 
 if not os.environ.get("DISPLAY"):
     os.environ.setdefault("MUJOCO_GL", "egl")
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+try:
+    from so101lab.envs.mjx import split_host_into_devices
+except ImportError:  # no `mjx` extra: the MJX tests skip
+    pass
+else:
+    split_host_into_devices(2)
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
 
 import pytest

@@ -162,18 +162,21 @@ def test_batches_are_split_over_the_devices(pick_cube):
 
 
 def test_large_batches_run_in_chunks_with_the_same_results():
-    """A batch above `max_batch` loops over chunks; leaves of size zero (as MJX data has) reshape too."""
+    """A batch above `max_batch` loops over equal chunks, the last padded when they do not divide it
+    (13 envs in chunks of at most 5: 3 chunks of 5, 2 padding rows dropped); leaves of size zero (as
+    MJX data has) reshape too."""
     from so101lab.envs.mjx.env import _in_chunks
 
     def batched(tree, scale):
         return {"y": tree["x"] * scale[:, None] + jnp.cumsum(tree["x"], axis=1), "empty": tree["empty"] + 1}
 
-    tree = {"x": jnp.arange(24.0).reshape(12, 2), "empty": jnp.zeros((12, 0, 3))}
-    scale = jnp.linspace(0.5, 2.0, 12)
-    expected, chunked = batched(tree, scale), jax.jit(_in_chunks(batched, 12, 4))(tree, scale)
-    assert chunked["empty"].shape == (12, 0, 3)
-    # The same rows in the same order; XLA may fuse the loop body differently (last-bit rounding).
-    np.testing.assert_allclose(np.asarray(chunked["y"]), np.asarray(expected["y"]), rtol=1e-12, atol=0)
+    for n, max_chunk in ((12, 4), (13, 5), (3, 8)):
+        tree = {"x": jnp.arange(2.0 * n).reshape(n, 2), "empty": jnp.zeros((n, 0, 3))}
+        scale = jnp.linspace(0.5, 2.0, n)
+        expected, chunked = batched(tree, scale), jax.jit(_in_chunks(batched, n, max_chunk))(tree, scale)
+        assert chunked["empty"].shape == (n, 0, 3) and chunked["y"].shape == (n, 2)
+        # The same rows in the same order; XLA may fuse the loop body differently (last-bit rounding).
+        np.testing.assert_allclose(np.asarray(chunked["y"]), np.asarray(expected["y"]), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("env_id", SIM_ENV_IDS)

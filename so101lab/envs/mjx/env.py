@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -81,23 +82,42 @@ def unsupported_geoms(model: mujoco.MjModel) -> list[int]:
     return droppable
 
 
-def _in_chunks(batched_fn, n: int, chunk: int):
-    """``batched_fn`` over n envs as a loop over chunks of ``chunk`` (which divides n)."""
+def _in_chunks(batched_fn, n: int, max_chunk: int):
+    """``batched_fn`` over n envs as a loop over equal chunks of at most ``max_chunk``; the last
+    chunk is padded with copies of the last env, whose results are dropped."""
+    n_chunks = -(-n // max_chunk)
+    chunk = -(-n // n_chunks)
+    pad = n_chunks * chunk - n
 
     def run(*args):
-        chunks = jax.tree.map(lambda x: x.reshape(n // chunk, chunk, *x.shape[1:]), args)
+        padded = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), args)
+        chunks = jax.tree.map(lambda x: x.reshape(n_chunks, chunk, *x.shape[1:]), padded)
         out = jax.lax.map(lambda c: batched_fn(*c), chunks)
-        return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
+        return jax.tree.map(lambda x: x.reshape(n_chunks * chunk, *x.shape[2:])[:n], out)
 
     return run
+
+
+def split_host_into_devices(count: int) -> None:
+    """Have XLA present the CPU host as ``count`` devices (unless XLA_FLAGS already sets a count),
+    so that `batch_sharding` spreads a batch over its cores. Call before JAX first uses a device."""
+    from jax._src import xla_bridge  # no public API tells whether the backends have started
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags:
+        return
+    if xla_bridge.backends_are_initialized():
+        raise RuntimeError("split_host_into_devices must run before JAX first uses a device "
+                           f"(it has {len(jax.devices())} already)")
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
 def batch_sharding(n: int, devices: Sequence[jax.Device]) -> jax.sharding.Sharding:
     """The env axis split evenly over ``devices`` (only the first if they do not divide n).
 
     XLA runs a CPU program on one thread, so on a CPU host the batch spreads over cores only as
-    several devices: `XLA_FLAGS=--xla_force_host_platform_device_count=<cores>` (set before jax
-    loads). On GPUs the same splits the batch over the cards.
+    several devices (`split_host_into_devices`, before JAX first uses a device). On GPUs the same
+    splits the batch over the cards.
     """
     devices = list(devices)
     if n % len(devices):
@@ -205,7 +225,7 @@ class MjxEnv:
         if n not in self._compiled_steps:
             step = jax.vmap(self._step_one)
             if self.max_batch is not None and n > self.max_batch:
-                step = _in_chunks(step, n, max(c for c in range(1, self.max_batch + 1) if n % c == 0))
+                step = _in_chunks(step, n, self.max_batch)
             # Outputs placed as the inputs are, so the next step reuses this program.
             self._compiled_steps[n] = jax.jit(step, out_shardings=batch_sharding(n, self.devices))
         return self._compiled_steps[n](state, actions)
