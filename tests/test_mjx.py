@@ -22,7 +22,7 @@ import so101lab  # noqa: E402, F401  (registers the envs)
 from so101lab.contract import CONTROL_DT, OBS_ENV_STATE, OBS_STATE, lerobot_to_radians  # noqa: E402
 from so101lab.envs import ServoParams, make_expert  # noqa: E402
 from so101lab.envs.base import HOME_POSE  # noqa: E402
-from so101lab.envs.mjx import PER_ENV_FIELDS, MjxEnv  # noqa: E402
+from so101lab.envs.mjx import PER_ENV_FIELDS, MjxEnv, split_host_into_devices  # noqa: E402
 from so101lab.envs.mjx import servo as jservo  # noqa: E402
 from so101lab.envs.registration import SIM_ENV_IDS  # noqa: E402
 
@@ -177,6 +177,21 @@ def test_large_batches_run_in_chunks_with_the_same_results():
         assert chunked["empty"].shape == (n, 0, 3) and chunked["y"].shape == (n, 2)
         # The same rows in the same order; XLA may fuse the loop body differently (last-bit rounding).
         np.testing.assert_allclose(np.asarray(chunked["y"]), np.asarray(expected["y"]), rtol=1e-12, atol=0)
+
+
+def test_the_host_splits_into_devices_only_before_jax_starts(monkeypatch):
+    import subprocess
+    import sys
+
+    code = ("from so101lab.envs.mjx import split_host_into_devices; split_host_into_devices(3); "
+            "import jax; print(len(jax.devices()))")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "3"
+    assert len(jax.devices()) == 2  # this process's JAX has started (tests/conftest.py)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    with pytest.raises(RuntimeError, match="before JAX first uses a device"):
+        split_host_into_devices(4)
 
 
 @pytest.mark.parametrize("env_id", SIM_ENV_IDS)

@@ -13,8 +13,8 @@ MJX model, and listed in `MjxEnv.dropped_geoms`.
 MJX lays out contacts for every geom pair that could touch, and its elliptic-cone Newton solver
 builds a dense matrix over all their constraint rows: the bins' wall boxes made that 1,566 rows and
 0.5 s per physics step in SortCubes. scene.xml caps MJX at the 64 deepest contacts per contact
-dimension (`max_contact_points`, which CPU MuJoCo ignores), which is exact while fewer than 64
-touch at once (tests/test_mjx.py checks expert episodes stay under it).
+dimension (`max_contact_points`, which CPU MuJoCo ignores), which drops no touching contact while
+fewer than 64 touch at once (tests/test_mjx.py checks expert episodes stay under it).
 
 MJX needs 64-bit JAX here. In float32 its contact dynamics break down when the jaws squeeze a
 cube (a 15 g cube's tiny rotational inertia against stiff pad contacts): within one physics step
