@@ -8,6 +8,9 @@ are `slow`.
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -180,12 +183,9 @@ def test_large_batches_run_in_chunks_with_the_same_results():
 
 
 def test_the_host_splits_into_devices_only_before_jax_starts(monkeypatch):
-    import subprocess
-    import sys
-
     code = ("from so101lab.envs.mjx import split_host_into_devices; split_host_into_devices(3); "
             "import jax; print(len(jax.devices()))")
-    env = {k: v for k, v in __import__("os").environ.items() if k != "XLA_FLAGS"}
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[-1] == "3"
     assert len(jax.devices()) == 2  # this process's JAX has started (tests/conftest.py)
