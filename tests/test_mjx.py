@@ -11,6 +11,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -194,51 +195,49 @@ def test_the_host_splits_into_devices_only_before_jax_starts(monkeypatch):
         split_host_into_devices(4)
 
 
-@pytest.mark.parametrize("env_id", SIM_ENV_IDS)
-def test_success_tests_agree_with_the_cpu_envs_on_expert_episodes(env_id):
-    """The JAX success test on every state of an expert episode, contacts as the CPU found them."""
-    menv = MjxEnv(env_id)
-    env = cpu_env(env_id)
+class ExpertEpisode(NamedTuple):
+    menv: MjxEnv
+    model: mjx.Model  # the MJX model with this episode's per-env fields
+    states: list  # MJX data of every CPU state after a step, until the expert succeeded
+    cpu_success: list[bool]
+
+
+@pytest.fixture(scope="module", params=SIM_ENV_IDS)
+def expert_episode(request) -> ExpertEpisode:
+    """One CPU expert episode of a task (seed 0), each state turned into MJX data."""
+    menv = MjxEnv(request.param)
+    env = cpu_env(request.param)
     sim = env.unwrapped
     obs, info = env.reset(seed=0)
     expert = make_expert(env)
     model = menv.mjx_model.replace(**{f: jnp.asarray(getattr(sim.model, f)) for f in PER_ENV_FIELDS})
-    success = jax.jit(lambda d: menv._success(menv.ids, model, d))
-    cpu, jx = [], []
-    for _ in range(env.spec.max_episode_steps):
+    states, cpu_success = [], []
+    while not info["is_success"] and len(states) < env.spec.max_episode_steps:
         obs, _, _, _, info = env.step(expert.act(obs))
-        cpu.append(info["is_success"])
-        jx.append(bool(success(mjx.put_data(menv.model, sim.data))))
-        if info["is_success"]:
-            break
-    assert cpu[-1], "the expert should succeed in this episode"
-    assert jx == cpu
+        states.append(mjx.put_data(menv.model, sim.data))
+        cpu_success.append(info["is_success"])
+    assert info["is_success"], "the expert should succeed in this episode"
+    return ExpertEpisode(menv, model, states, cpu_success)
 
 
-@pytest.mark.parametrize("env_id", SIM_ENV_IDS)
-def test_expert_episodes_stay_under_the_contact_cap(env_id):
+def test_success_tests_agree_with_the_cpu_envs_on_expert_episodes(expert_episode):
+    """The JAX success test on every state of an expert episode, contacts as the CPU found them."""
+    menv, model = expert_episode.menv, expert_episode.model
+    success = jax.jit(lambda d: menv._success(menv.ids, model, d))
+    assert [bool(success(d)) for d in expert_episode.states] == expert_episode.cpu_success
+
+
+def test_expert_episodes_stay_under_the_contact_cap(expert_episode):
     """MJX keeps only the `max_contact_points` deepest contacts per contact dimension (scene.xml).
     That drops nothing while fewer than the cap touch at once: MJX's own collision of every state
     of an expert episode finds fewer touching contacts than the cap in each dimension."""
-    menv = MjxEnv(env_id)
-    model = menv.model
-    cap = int(model.numeric("max_contact_points").data[0])
-    env = cpu_env(env_id)
-    sim = env.unwrapped
-    obs, info = env.reset(seed=0)
-    expert = make_expert(env)
-    states = []
-    while not info["is_success"] and len(states) < env.spec.max_episode_steps:
-        obs, _, _, _, info = env.step(expert.act(obs))
-        states.append(mjx.put_data(model, sim.data))
-    assert info["is_success"], "the expert should succeed in this episode"
-    batch = jax.tree.map(lambda *x: jnp.stack(x), *states)
-    contact = jax.jit(jax.vmap(lambda d: mjx.collision(menv.mjx_model, d)))(batch)._impl.contact
+    cap = int(expert_episode.menv.model.numeric("max_contact_points").data[0])
+    batch = jax.tree.map(lambda *x: jnp.stack(x), *expert_episode.states)
+    contact = jax.jit(jax.vmap(lambda d: mjx.collision(expert_episode.model, d)))(batch)._impl.contact
     touching = np.asarray(contact.dist < contact.includemargin)
     dims = np.asarray(contact.dim)  # static: one contact layout for every state
     worst = {int(k): int(touching[:, dims == k].sum(axis=1).max()) for k in np.unique(dims)}
     assert max(worst.values()) > 0, "the expert grasps, so something touches"
-    print(env_id, "most touching contacts per dimension", worst, "cap", cap)
     assert all(n < cap for n in worst.values()), f"touching contacts per dimension {worst}, cap {cap}"
 
 
