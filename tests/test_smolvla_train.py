@@ -134,3 +134,21 @@ def test_fine_tuning_adopts_the_dataset_cameras(tmp_path):
     obs = {"agent_pos": rng.uniform(-20, 20, 6).astype(np.float32),
            "pixels": {c: rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for c in ("top", "side")}}  # fmt: skip
     assert np.isfinite(tuned.select_action(obs, "push")).all()
+
+
+def test_default_schedule_reaches_the_peak_early_in_a_short_run(dataset):
+    """Issue 23: the old defaults put a 1,000-step warmup in a 1,000-step run."""
+    args = tyro.cli(train.Args, args=["--dataset", str(dataset), "--steps", "1000"])
+    warmup, decay = train.schedule_steps(args)
+    assert (warmup, decay) == (50, 1000)
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    factor = cosine_with_warmup(opt, 1e-4, 2.5e-6, warmup, decay, args.steps).lr_lambdas[0]
+    assert max(range(1000), key=factor) == 50 and factor(50) > 0.99
+    long = tyro.cli(train.Args, args=["--dataset", str(dataset), "--steps", "100000"])
+    assert train.schedule_steps(long) == (1000, 100000)  # capped at LeRobot's warmup
+
+
+def test_a_warmup_as_long_as_the_run_is_refused():
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    with pytest.raises(ValueError, match="never reach its peak"):
+        cosine_with_warmup(opt, 1e-4, 2.5e-6, warmup_steps=1000, decay_steps=1000, total_steps=1000)

@@ -89,8 +89,11 @@ class Args:
     batch_size: int = 8
     lr: float = 1e-4
     """Peak learning rate (AdamW; SmolVLA: betas 0.9/0.95, eps 1e-8, weight decay 1e-10 as LeRobot)."""
-    warmup_steps: int = 1000
-    decay_steps: int = 30000
+    warmup_steps: int | None = None
+    """Linear warmup steps (default: 5 % of --steps, at most LeRobot's 1,000), so short runs reach the peak."""
+    decay_steps: int | None = None
+    """Step at which the cosine reaches --decay-lr (default: --steps). Longer than --steps squeezes warmup
+    and decay into the run in proportion, as LeRobot does."""
     decay_lr: float = 2.5e-6
     grad_clip: float = 10.0
     ema_decay: float | None = None
@@ -149,6 +152,12 @@ def _batches(n: int, batch_size: int, seed: int, start_step: int) -> Iterator[li
         step = (epoch + 1) * per_epoch
 
 
+def schedule_steps(args: Args) -> tuple[int, int]:
+    """(warmup, decay) steps of the LR schedule: the flags, or defaults sized to the run."""
+    warmup = min(1000, args.steps // 20) if args.warmup_steps is None else args.warmup_steps
+    return warmup, args.steps if args.decay_steps is None else args.decay_steps
+
+
 def _step_seed(seed: int, step: int) -> int:
     return seed * 1_000_003 + step
 
@@ -182,11 +191,12 @@ def _make_smolvla(args: Args, meta, resume_from: Path | None) -> SmolVLAPolicy:
         return policy
     vlm = args.vlm_dir or write_vlm_dir(args.output_dir / "vlm", args.preset)
     cams, hw = _cameras_and_shape(meta)
+    warmup, decay = schedule_steps(args)
     config = preset_config(
         args.preset, vlm, cams, hw,
         chunk_size=args.chunk_size, n_action_steps=args.n_action_steps,
-        optimizer_lr=args.lr, scheduler_warmup_steps=args.warmup_steps,
-        scheduler_decay_steps=args.decay_steps, scheduler_decay_lr=args.decay_lr,
+        optimizer_lr=args.lr, scheduler_warmup_steps=warmup,
+        scheduler_decay_steps=decay, scheduler_decay_lr=args.decay_lr,
         optimizer_grad_clip_norm=args.grad_clip,
         # A fresh VLM has random weights: frozen, it would only feed noise to the action expert.
         freeze_vision_encoder=False, train_expert_only=False,
@@ -303,9 +313,7 @@ def _optimizer(args: Args, policy) -> tuple[list[Tensor], torch.optim.Optimizer,
         )  # fmt: skip
     else:
         optimizer = torch.optim.AdamW(params, lr=config.optimizer_lr, weight_decay=config.optimizer_weight_decay)
-        scheduler = cosine_with_warmup(
-            optimizer, config.optimizer_lr, args.decay_lr, args.warmup_steps, args.decay_steps, args.steps
-        )
+        scheduler = cosine_with_warmup(optimizer, config.optimizer_lr, args.decay_lr, *schedule_steps(args), args.steps)
     return params, optimizer, scheduler
 
 

@@ -87,11 +87,17 @@ def cosine_with_warmup(
     """LeRobot's cosine-decay-with-warmup schedule, squeezed into ``total_steps`` when shorter.
 
     Linear warmup from lr/(warmup+1) to lr, then cosine from lr to ``decay_lr`` at
-    ``decay_steps`` (counted from step 0), constant after.
+    ``decay_steps`` (counted from step 0), constant after. Refuses a warmup as long as the run:
+    the learning rate would never reach its peak.
     """
     if total_steps < decay_steps:
         warmup_steps = int(warmup_steps * total_steps / decay_steps)
         decay_steps = total_steps
+    if warmup_steps >= total_steps:
+        raise ValueError(
+            f"warmup of {warmup_steps} steps in a run of {total_steps}: the learning rate would never reach its "
+            "peak; lower --warmup-steps"
+        )
 
     def factor(step: int) -> float:
         if step < warmup_steps:
