@@ -86,13 +86,37 @@ def test_checkpoint_round_trip_predicts_the_same_and_loads_by_type(tmp_path):
     before = policy.predict_action_chunk(obs)
     assert before.shape == (3, 6, 6)
     policy.save_pretrained(tmp_path / "ckpt")
-    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["type"] == "act"
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["type"] == "so101lab_act"
     pre = json.loads((tmp_path / "ckpt" / "policy_preprocessor.json").read_text())
     assert pre["steps"][-1]["registry_name"] == "normalizer_processor"
     again = load_policy(tmp_path / "ckpt")
     assert isinstance(again, ACTPolicy)
     torch.testing.assert_close(again.predict_action_chunk(obs), before, rtol=0, atol=0)
     assert again.stats[contract.FEATURE_STATE]["std"][0] == 30.0
+
+
+def test_old_act_checkpoints_load_and_lerobot_act_is_refused_by_name(tmp_path):
+    policy = _policy()
+    ckpt = policy.save_pretrained(tmp_path / "old")
+    config = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**config, "type": "act"}))  # written before the rename
+    obs = _obs(np.random.default_rng(1), batch=2)
+    torch.testing.assert_close(load_policy(ckpt).predict_action_chunk(obs), policy.predict_action_chunk(obs))
+    # The config.json keys LeRobot 0.4's ACT writes (abridged to the ones that tell it apart).
+    lerobot = {"type": "act", "chunk_size": 100, "n_action_steps": 100, "vision_backbone": "resnet18",
+               "pretrained_backbone_weights": "ResNet18_Weights.IMAGENET1K_V1",
+               "replace_final_stride_with_dilation": False, "pre_norm": False, "dim_model": 512}  # fmt: skip
+    (ckpt / "config.json").write_text(json.dumps(lerobot))
+    with pytest.raises(ValueError, match=r"LeRobot ACT checkpoint.*so101lab_act"):
+        load_policy(ckpt)
+
+
+def test_a_training_checkpoint_folder_loads_its_pretrained_model(tmp_path):
+    """`eval --policy-path outputs/train/checkpoints/N` (what train writes) loads pretrained_model/."""
+    _policy().save_pretrained(tmp_path / "checkpoints" / "000004" / PRETRAINED)
+    assert isinstance(load_policy(tmp_path / "checkpoints" / "000004"), ACTPolicy)
+    with pytest.raises(FileNotFoundError, match="training checkpoint"):
+        load_policy(tmp_path / "checkpoints")
 
 
 def test_training_and_control_see_the_same_pixels():

@@ -39,7 +39,7 @@ class Args:
     port: str
     """Serial port of the follower, or virtual:<Task> for an in-process virtual arm."""
     policy: str = "expert"
-    """A policy checkpoint directory (SmolVLA or ACT), or 'expert' (virtual arm: the task's scripted expert)."""
+    """A policy directory or training checkpoint (SmolVLA or ACT), or 'expert' (virtual arm: the task's expert)."""
     calibration: Path = field(default_factory=lambda: default_calibration("follower"))
     """Follower calibration file."""
     cameras: tuple[str, ...] = ()

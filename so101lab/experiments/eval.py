@@ -30,7 +30,8 @@ EVAL_INFO = "eval_info.json"
 @dataclass
 class Args:
     policy_path: Path
-    """A policy checkpoint directory (config.json + model.safetensors + processors)."""
+    """A policy directory (config.json, model.safetensors, processors) or a training checkpoint
+    (outputs/train/checkpoints/<step>, whose pretrained_model/ is used)."""
     env: str = "so101lab/PickCube-v0"
     """Gymnasium id of the sim task."""
     n_episodes: int = 10

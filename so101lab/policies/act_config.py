@@ -1,4 +1,8 @@
-"""ACT hyperparameters, read from and written to a checkpoint's ``config.json`` (``type: act``).
+"""ACT hyperparameters, read from and written to a checkpoint's ``config.json`` (``type: so101lab_act``).
+
+Our ACT is not LeRobot's (a small CNN, no ResNet-18), so its checkpoints carry their own type:
+LeRobot cannot load them, and a LeRobot ACT checkpoint is refused here by name, not by a key
+mismatch. Checkpoints written before the rename say ``act`` and load if their keys are ours.
 
 The features use the same LeRobot description as SmolVLA's config (``input_features`` with the
 camera images at the resolution the robot records), so launchers size envs and cameras the
@@ -12,7 +16,10 @@ from typing import Any, ClassVar
 
 from so101lab.policies.smolvla_config import Feature, PolicyFeatures
 
-POLICY_TYPE = "act"
+POLICY_TYPE = "so101lab_act"
+LEGACY_POLICY_TYPE = "act"
+# Keys only LeRobot's ACT config has: they tell its checkpoints from our old "act" ones.
+LEROBOT_ACT_KEYS = frozenset({"vision_backbone", "pretrained_backbone_weights", "replace_final_stride_with_dilation"})
 
 
 @dataclass
@@ -68,6 +75,14 @@ class ACTConfig(PolicyFeatures):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ACTConfig:
+        if data.get("type") == LEGACY_POLICY_TYPE:
+            if LEROBOT_ACT_KEYS & set(data):
+                raise ValueError(
+                    "this is a LeRobot ACT checkpoint (ResNet-18 backbone); so101lab's ACT is a different, smaller "
+                    f"network (type {POLICY_TYPE!r}) and cannot load it: run it with LeRobot, or train ours with "
+                    "`so101lab train --policy act`"
+                )
+            data = {**data, "type": POLICY_TYPE}
         kwargs, unknown = cls._fields_from_dict(data)
         if unknown:
             raise ValueError(f"unknown ACT config keys {sorted(unknown)}")
