@@ -295,8 +295,8 @@ def test_corrupt_or_missing_video_is_named(copy: Path, damage: str) -> None:
         path.write_bytes(data[: len(data) // 3])
     else:
         path.write_bytes(b"\x00garbage" * 1000)
-    ds = LeRobotDataset(copy)  # videos are opened lazily
     with pytest.raises(DatasetFileError, match=r"observation\.images\.wrist.*file-000\.mp4"):
+        ds = LeRobotDataset(copy)  # a missing file is found here, a damaged one when decoded
         for idx in range(len(ds)):
             ds[idx]
 

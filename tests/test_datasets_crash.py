@@ -148,6 +148,7 @@ def test_crash_between_commit_steps_is_repaired_on_reopen(tmp_path: Path, monkey
     with pytest.raises(Crash):
         writer.save_episode()
     monkeypatch.undo()
+    writer.close()  # as a crashed process would: its lock goes with it
     reopened = writer_mod.DatasetWriter(root, video=VideoSettings(vcodec="h264"))
     episodes = reopened.num_episodes
     assert episodes == (2 if step <= 4 else 3)  # committed once the episodes parquet is written

@@ -52,6 +52,10 @@ class DatasetFileError(RuntimeError):
         self.path = Path(path)
 
 
+class DatasetInputError(ValueError):
+    """A bad argument to a writer or a launcher (size, codec, seeds, settings of an existing dataset)."""
+
+
 def robot_features(
     cameras: tuple[contract.CameraSpec, ...] = (),
     use_videos: bool = True,

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from so101lab.datasets import stats as stats_lib
+from so101lab.datasets.checks import check_info
 from so101lab.datasets.format import (
     CODEBASE_VERSION,
     INFO_PATH,
@@ -40,13 +41,12 @@ class DatasetMeta:
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset root {self.root} does not exist")
         self.info: dict[str, Any] = read_json(self.root / INFO_PATH)
-        for key in ("codebase_version", "fps", "features"):
-            if key not in self.info:
-                raise DatasetFileError(self.root / INFO_PATH, f"no {key!r} entry")
+        check_info(self.info, self.root / INFO_PATH)
         self.version: str = self.info["codebase_version"]
         if self.version == CODEBASE_VERSION:
             self.tasks = _load_tasks(self.root / TASKS_PATH)
             self.episodes, self.episode_stats = _load_episodes(self.root)
+            _check_episode_columns(self.episodes, self.video_keys, self.root / "meta" / "episodes")
         elif self.version == LEGACY_VERSION:
             self.tasks, self.episodes, self.episode_stats = _load_legacy(self.root, self.info)
         else:
@@ -144,6 +144,17 @@ def _load_episodes(root: Path) -> tuple[list[dict[str, Any]], list[dict[str, sta
         episodes.append({k: v for k, v in row.items() if not k.startswith("stats/")})
         episode_stats.append(_unflatten_stats({k: v for k, v in row.items() if k.startswith("stats/")}))
     return episodes, episode_stats
+
+
+def _check_episode_columns(episodes: list[dict[str, Any]], video_keys: list[str], path: Path) -> None:
+    """Every episode row locates its data and, for each video feature of info.json, its video."""
+    need = ["length", "dataset_from_index", "dataset_to_index", "data/chunk_index", "data/file_index"]
+    for key in video_keys:
+        need += [f"videos/{key}/{c}" for c in ("chunk_index", "file_index", "from_timestamp")]
+    for ep in episodes:
+        missing = [c for c in need if ep.get(c) is None]
+        if missing:
+            raise DatasetFileError(path, f"episode {ep['episode_index']} has no {missing[0]!r} column value")
 
 
 def _unflatten_stats(flat: dict[str, Any]) -> dict[str, stats_lib.Stats]:

@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from so101lab.datasets.format import DatasetFileError, read_parquet
+from so101lab.datasets.checks import check_column, check_timestamps
+from so101lab.datasets.format import INFO_PATH, DatasetFileError, read_parquet
 from so101lab.datasets.meta import DatasetMeta
 from so101lab.datasets.video import VideoDecoder
 
@@ -77,6 +78,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
             }
         self._image_keys = {k for k, f in self.meta.features.items() if f["dtype"] == "image"}
         self._columns = self._load_columns()
+        self._check_videos_exist()
         lengths = np.array([self.meta.episodes[e]["length"] for e in self.episodes], dtype=np.int64)
         self._ep_start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         self._ep_end = self._ep_start + lengths
@@ -92,11 +94,11 @@ class LeRobotDataset(torch.utils.data.Dataset):
         for e in self.episodes:
             by_file.setdefault(self.meta.data_path(self.meta.episodes[e]), []).append(e)
         tables: dict[Path, pa.Table] = {}
+        info_path = self.root / INFO_PATH
         for path in by_file:
             table = read_parquet(path)
-            missing = [k for k in keys if k not in table.column_names]
-            if missing:
-                raise DatasetFileError(path, f"missing columns {missing}")
+            for k in keys:
+                check_column(table, k, self.meta.features[k], path, info_path)
             tables[path] = table
         parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         for e in self.episodes:
@@ -121,8 +123,19 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 elif self.meta.features[k]["dtype"] == "string":
                     parts[k].append(np.array(rows[k].to_pylist(), dtype=object))
                 else:
-                    parts[k].append(_column_to_numpy(rows[k], self.meta.features[k], path))
-        return {k: np.concatenate(v) for k, v in parts.items()}
+                    parts[k].append(_column_to_numpy(rows[k], k, self.meta.features[k], path))
+        columns = {k: np.concatenate(v) for k, v in parts.items()}
+        lengths = np.array([self.meta.episodes[e]["length"] for e in self.episodes], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        check_timestamps(columns["timestamp"], starts, self.meta.fps, self.tolerance_s, info_path)
+        return columns
+
+    def _check_videos_exist(self) -> None:
+        """Each video feature of info.json has the files the selected episodes point to."""
+        for key in self.meta.video_keys:
+            for path in {self.meta.video_path(self.meta.episodes[e], key) for e in self.episodes}:
+                if not path.is_file():
+                    raise DatasetFileError(path, f"missing (video of feature {key!r} in {INFO_PATH})")
 
     # ---- access ------------------------------------------------------------------------
 
@@ -227,7 +240,7 @@ def _decode_png(data: bytes | None, key: str) -> np.ndarray:
     return image[..., :3]
 
 
-def _column_to_numpy(column: pa.ChunkedArray, feature: dict[str, Any], path: Path) -> np.ndarray:
+def _column_to_numpy(column: pa.ChunkedArray, key: str, feature: dict[str, Any], path: Path) -> np.ndarray:
     dtype = np.dtype(feature["dtype"])
     shape = [int(s) for s in feature["shape"]]
     try:
@@ -238,4 +251,4 @@ def _column_to_numpy(column: pa.ChunkedArray, feature: dict[str, Any], path: Pat
         values = array.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
         return values if shape == [1] else values.reshape(len(array), *shape)
     except (pa.ArrowException, ValueError) as e:
-        raise DatasetFileError(path, f"column {column!r} does not fit feature {feature}: {e}") from e
+        raise DatasetFileError(path, f"column {key!r} does not fit {feature['dtype']} {shape}: {e}") from e

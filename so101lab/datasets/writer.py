@@ -4,11 +4,14 @@
 (remux into temp + rename), data parquet (rewrite into temp + rename), tasks, the episodes
 parquet (the commit point: an episode exists once it is listed there), stats.json, info.json.
 A crash (even SIGKILL) loses only the episode in progress; reopening the dataset trims anything
-written past the last listed episode and appends after it.
+written past the last listed episode and appends after it. Only one writer at a time: each holds
+the dataset's lock (`so101lab.datasets.lock`) from before its repair step until it is closed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import pyarrow as pa
 
 from so101lab import contract
 from so101lab.datasets import stats as stats_lib
+from so101lab.datasets.checks import check_features, check_info, check_vcodec
 from so101lab.datasets.format import (
     DATA_FILE_SIZE_MB,
     DATA_PATH,
@@ -27,6 +31,7 @@ from so101lab.datasets.format import (
     TASKS_PATH,
     VIDEO_FILE_SIZE_MB,
     VIDEO_PATH,
+    DatasetInputError,
     comparable_features,
     new_info,
     next_chunk_file,
@@ -36,11 +41,13 @@ from so101lab.datasets.format import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from so101lab.datasets.lock import LOCK_NAME, DatasetLock
 from so101lab.datasets.meta import DatasetMeta, tasks_table
 from so101lab.datasets.recorder import EpisodeData, EpisodeRecorder, VideoSettings
 from so101lab.datasets.video import CODEC_NAMES, append_video, truncate_video
 
 MB = 1024 * 1024
+_DATASET_DIRS = ("meta", "data", "videos")  # what a dataset is made of under its root
 _RESERVED_COLUMNS = ("episode_index", "tasks", "length", "dataset_from_index", "dataset_to_index")
 
 
@@ -48,7 +55,9 @@ class DatasetWriter:
     """Creates a dataset at ``root`` (``features`` required) or appends to the one there.
 
     Record with ``add_frame(frame, task)`` ... ``save_episode()`` (or ``discard_episode()``), or
-    record elsewhere with `new_recorder()` and commit the result with `save_episode(data)`.
+    record elsewhere with `new_recorder()` and commit the result with `save_episode(data)`. The
+    writer holds the dataset's lock from construction to `close()`: a second writer is refused at
+    once (`DatasetLockedError` naming the holder's pid).
     """
 
     def __init__(
@@ -63,25 +72,45 @@ class DatasetWriter:
     ) -> None:
         self.root = Path(root)
         self.video = video or VideoSettings()
-        if (self.root / INFO_PATH).exists():
-            self._open_existing(features, fps)
-        else:
+        # Bad arguments fail here, before the directory (or its lock) exists.
+        check_vcodec(self.video.vcodec)
+        if features is not None:
+            check_features(features)
+        if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or fps <= 0:
+            raise DatasetInputError(f"fps must be a positive integer, got {fps!r}")
+        if not (self.root / INFO_PATH).exists():
             if features is None:
-                raise ValueError(f"{self.root} holds no dataset; pass features to create one")
-            self._create(features, fps, robot_type)
-            self.info["data_files_size_in_mb"] = data_files_size_in_mb
-            self.info["video_files_size_in_mb"] = video_files_size_in_mb
-            write_json_atomic(self.info, self.root / INFO_PATH)
+                raise DatasetInputError(f"{self.root} holds no dataset; pass features to create one")
+            if self.root.exists() and any(p.name != LOCK_NAME for p in self.root.iterdir()):
+                raise FileExistsError(f"{self.root} is not empty and holds no dataset (no {INFO_PATH})")
+        root_existed = self.root.exists()
         self._recorder: EpisodeRecorder | None = None
+        self._lock: DatasetLock | None = DatasetLock(self.root)
+        self._created = False  # whether this writer wrote the dataset's info.json
+        try:
+            has_episodes = any((self.root / "meta" / "episodes").glob("*/*.parquet"))
+            if has_episodes or features is None:
+                self._open_existing(features, fps)
+            else:
+                self._create(features, fps, robot_type, remove_root=not root_existed)
+                self.info["data_files_size_in_mb"] = data_files_size_in_mb
+                self.info["video_files_size_in_mb"] = video_files_size_in_mb
+                write_json_atomic(self.info, self.root / INFO_PATH)
+        except BaseException:
+            self.close()
+            raise
         self._tasks_written = len(self.tasks)
 
     # ---- creation / resume ---------------------------------------------------------------
 
-    def _create(self, features: dict[str, dict[str, Any]], fps: int, robot_type: str | None) -> None:
-        if self.root.exists() and any(self.root.iterdir()):
-            raise FileExistsError(f"{self.root} is not empty and holds no dataset (no {INFO_PATH})")
+    def _create(
+        self, features: dict[str, dict[str, Any]], fps: int, robot_type: str | None, remove_root: bool
+    ) -> None:
+        """A new, empty dataset; one that holds no episode yet (a run that failed early) is replaced."""
+        self._remove_dataset_files()
+        self._created, self._remove_root = True, remove_root
         self.info = new_info(features, fps, robot_type)
-        codec = CODEC_NAMES.get(self.video.vcodec, self.video.vcodec)
+        codec = CODEC_NAMES[self.video.vcodec]
         for feature in self.info["features"].values():
             if feature["dtype"] == "video":
                 h, w, _ = feature["shape"]
@@ -93,15 +122,22 @@ class DatasetWriter:
         self._video_files = {k: (0, 0) for k in self.video_keys}
         self._meta_file = (0, 0)
 
+    def _remove_dataset_files(self) -> None:
+        for name in _DATASET_DIRS:
+            shutil.rmtree(self.root / name, ignore_errors=True)
+
     def _open_existing(self, features: dict[str, dict[str, Any]] | None, fps: int) -> None:
         committed = any((self.root / "meta" / "episodes").glob("*/*.parquet"))
         meta = DatasetMeta(self.root) if committed else None
         if meta is None:  # created, but no episode was ever saved
             self.info = read_json(self.root / INFO_PATH)
+            check_info(self.info, self.root / INFO_PATH)
             self.tasks, self.episodes, self.episode_stats = [], [], []
         else:
             if meta.version != "v3.0":
-                raise ValueError(f"{self.root}: can only append to v3.0 datasets, this one is {meta.version}")
+                raise DatasetInputError(
+                    f"{self.root}: can only append to v3.0 datasets, this one is {meta.version}"
+                )
             self.info, self.tasks, self.episodes, self.episode_stats = (
                 meta.info,
                 meta.tasks,
@@ -115,19 +151,21 @@ class DatasetWriter:
             want = comparable_features({k: f for k, f in features.items() if k not in DEFAULT_FEATURES})
             if have != want:
                 diff = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
-                raise ValueError(
+                raise DatasetInputError(
                     f"features do not match the existing dataset at {self.root} (differs in {diff}): "
                     f"existing {[(k, have.get(k)) for k in diff]} "
                     f"vs requested {[(k, want.get(k)) for k in diff]}"
                 )
         if int(self.info["fps"]) != fps:
-            raise ValueError(
+            raise DatasetInputError(
                 f"fps {fps} does not match the existing dataset at {self.root} ({self.info['fps']})"
             )
         for key in self.video_keys:
             codec = self.info["features"][key].get("info", {}).get("video.codec")
             if codec and codec != CODEC_NAMES.get(self.video.vcodec, self.video.vcodec):
-                raise ValueError(f"{key} of {self.root} is {codec}; cannot append with {self.video.vcodec}")
+                raise DatasetInputError(
+                    f"{key} of {self.root} is {codec}; cannot append with {self.video.vcodec}"
+                )
         last = self.episodes[-1] if self.episodes else None
         self._data_file = (last["data/chunk_index"], last["data/file_index"]) if last else (0, 0)
         self._meta_file = (
@@ -211,6 +249,7 @@ class DatasetWriter:
         return EpisodeRecorder(self.root, self.features, self.fps, self.video)
 
     def add_frame(self, frame: dict[str, Any], task: str, timestamp: float | None = None) -> None:
+        self._check_open()
         if self._recorder is None:
             self._recorder = self.new_recorder()
         self._recorder.add_frame(frame, task, timestamp)
@@ -226,6 +265,7 @@ class DatasetWriter:
         ``extra`` adds scalar columns to the episode's row in meta/episodes (e.g. seed, success);
         LeRobot's reader carries them along untouched.
         """
+        self._check_open()
         if data is None:
             if self._recorder is None:
                 raise ValueError("no frames were added since the last save_episode")
@@ -237,8 +277,30 @@ class DatasetWriter:
         return self._commit(data, extra or {})
 
     def close(self) -> None:
-        """Drop an unsaved episode; every saved one is already durable."""
+        """Drop an unsaved episode (every saved one is already durable) and release the dataset.
+
+        A dataset this writer created and never saved an episode to is removed: a run that failed
+        before its first episode leaves nothing behind, and no settings that bind the next run.
+        """
         self.discard_episode()
+        if self._lock is None:
+            return
+        if self._created and not getattr(self, "episodes", None):
+            self._remove_dataset_files()
+            (self.root / LOCK_NAME).unlink(missing_ok=True)
+            if self._remove_root:
+                with contextlib.suppress(OSError):  # not empty: someone else put files there
+                    self.root.rmdir()
+        self._lock.release()
+        self._lock = None
+
+    @property
+    def closed(self) -> bool:
+        return self._lock is None
+
+    def _check_open(self) -> None:
+        if self._lock is None:
+            raise ValueError(f"the writer of {self.root} is closed")
 
     def __enter__(self) -> DatasetWriter:
         return self
