@@ -172,3 +172,31 @@ def test_missing_normalisation_stats_fail_at_construction(tmp_path):
     config = preset_config("tiny", vlm, ("front",), (48, 64), chunk_size=4, n_action_steps=4)
     with pytest.raises(KeyError, match="mean and std for 'action'"):
         SmolVLAPolicy(config, vlm, {"observation.state": {"mean": torch.zeros(6), "std": torch.ones(6)}})
+
+
+def test_load_vlm_weights_starts_a_fresh_policy_from_the_vlm_and_a_checkpoint_from_itself(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+    from transformers.models.smolvlm import SmolVLMForConditionalGeneration
+
+    vlm = write_vlm_dir(tmp_path / "vlm", "tiny")
+    config = preset_config("tiny", vlm, ("front",), (48, 64), chunk_size=4, n_action_steps=4, load_vlm_weights=True)
+    stats = {k: {"mean": torch.zeros(6), "std": torch.ones(6)} for k in ("observation.state", "action")}
+    with pytest.raises(FileNotFoundError, match=r"no \*\.safetensors weights"):
+        SmolVLAPolicy(config, vlm, stats)
+    torch.manual_seed(1)
+    SmolVLMForConditionalGeneration(AutoConfig.from_pretrained(vlm)).save_pretrained(vlm)
+    pretrained = load_file(str(vlm / "model.safetensors"))
+    torch.manual_seed(2)
+    policy = SmolVLAPolicy(config, vlm, stats)
+    loaded = policy.model.vlm_with_expert.vlm.state_dict()
+    assert all(torch.equal(loaded[k], pretrained[k]) for k in loaded)
+    ckpt = policy.save_pretrained(tmp_path / "ckpt")
+    (vlm / "model.safetensors").unlink()  # a checkpoint holds its own VLM weights
+    again = SmolVLAPolicy.from_pretrained(ckpt).model.vlm_with_expert.vlm.state_dict()
+    assert all(torch.equal(again[k], loaded[k]) for k in loaded)
+
+
+def test_use_cache_false_is_refused_not_ignored():
+    with pytest.raises(NotImplementedError, match="use_cache=False"):
+        SmolVLAConfig(use_cache=False)

@@ -49,6 +49,27 @@ def resolve_vlm_dir(name: str, checkpoint_dir: Path | None, override: str | Path
     )
 
 
+def load_vlm_weights(vlm: torch.nn.Module, vlm_dir: Path) -> None:
+    """The pretrained SmolVLM's weights from ``vlm_dir`` into ``vlm`` (text layers past the cut are dropped).
+
+    Every weight of ``vlm`` must be found: a partly random VLM would pass silently for a pretrained one.
+    """
+    files = sorted(vlm_dir.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(
+            f"load_vlm_weights is set but {vlm_dir} has no *.safetensors weights: put the VLM's weights there "
+            "(e.g. a local copy of HuggingFaceTB/SmolVLM2-500M-Video-Instruct) or set load_vlm_weights=False"
+        )
+    state: dict[str, Tensor] = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    expected = vlm.state_dict()
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise KeyError(f"{vlm_dir}: the VLM weights lack {len(missing)} keys of the model, e.g. {missing[:5]}")
+    vlm.load_state_dict({k: state[k].to(v.dtype) for k, v in expected.items()}, strict=True)
+
+
 def _flatten_stats(stats: Stats) -> dict[str, Tensor]:
     return {
         f"{key}.{stat}": torch.as_tensor(v).float().contiguous() for key, d in stats.items() for stat, v in d.items()

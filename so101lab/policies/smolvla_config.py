@@ -122,6 +122,8 @@ class SmolVLAConfig(PolicyFeatures):
     tokenizer_max_length: int = 48
     num_steps: int = 10
     use_cache: bool = True
+    """Sampling keeps the prefix's keys/values across denoising steps; False (recompute them every step,
+    the same actions, slower) is refused."""
     freeze_vision_encoder: bool = True
     train_expert_only: bool = True
     train_state_proj: bool = True
@@ -135,6 +137,8 @@ class SmolVLAConfig(PolicyFeatures):
     scheduler_decay_lr: float = 2.5e-6
     vlm_model_name: str = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
     load_vlm_weights: bool = False
+    """A fresh policy starts its VLM from the weights in the local VLM directory instead of random ones.
+    A checkpoint holds its own VLM weights, so loading one ignores this (as LeRobot ends up doing)."""
     add_image_special_tokens: bool = False
     attention_mode: str = "cross_attn"
     prefix_length: int = -1
@@ -153,6 +157,11 @@ class SmolVLAConfig(PolicyFeatures):
             raise ValueError(f"n_action_steps ({self.n_action_steps}) must not exceed chunk_size ({self.chunk_size})")
         if self.attention_mode != "cross_attn" and "cross" in self.attention_mode:
             raise ValueError(f"unknown attention_mode {self.attention_mode!r}")
+        if not self.use_cache:
+            raise NotImplementedError(
+                "use_cache=False is not supported: sampling always reuses the prefix's keys/values (the same "
+                "actions as recomputing them every denoising step, faster)"
+            )
         if self.add_image_special_tokens:
             raise NotImplementedError("add_image_special_tokens=True is not supported (LeRobot default False)")
         if self.prefix_length > 0:

@@ -16,7 +16,13 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoTokenizer
 
-from so101lab.policies.checkpoint import load_model_state, load_stats, resolve_vlm_dir, save_checkpoint
+from so101lab.policies.checkpoint import (
+    load_model_state,
+    load_stats,
+    load_vlm_weights,
+    resolve_vlm_dir,
+    save_checkpoint,
+)
 from so101lab.policies.chunking import ActionQueue
 from so101lab.policies.smolvla_config import SmolVLAConfig
 from so101lab.policies.smolvla_model import SmolVLAFlowMatching
@@ -26,7 +32,8 @@ from so101lab.policies.smolvla_processor import ModelInputs, SmolVLAProcessor, S
 class SmolVLAPolicy(nn.Module):
     """SmolVLA (LeRobot-compatible) for training and closed-loop control."""
 
-    def __init__(self, config: SmolVLAConfig, vlm_dir: str | Path, stats: Stats) -> None:
+    def __init__(self, config: SmolVLAConfig, vlm_dir: str | Path, stats: Stats, *, vlm_weights: bool = True) -> None:
+        """``vlm_weights=False`` skips ``config.load_vlm_weights`` (the caller loads a full checkpoint)."""
         super().__init__()
         self.config = config
         self.vlm_dir = Path(vlm_dir)
@@ -35,6 +42,8 @@ class SmolVLAPolicy(nn.Module):
         # Parameter dtypes follow the VLM config as in LeRobot (a config declaring bfloat16
         # gives bfloat16 text/expert layers; vision and the projections around stay float32).
         self.model = SmolVLAFlowMatching(config, vlm_config)
+        if config.load_vlm_weights and vlm_weights:
+            load_vlm_weights(self.model.vlm_with_expert.vlm, self.vlm_dir)
         self.processor = SmolVLAProcessor(config, tokenizer, stats)
         self.queue = ActionQueue(config.n_action_steps)
 
@@ -50,7 +59,7 @@ class SmolVLAPolicy(nn.Module):
             raise FileNotFoundError(f"checkpoint directory {path} does not exist")
         config = SmolVLAConfig.load(path)
         vlm = resolve_vlm_dir(config.vlm_model_name, path, vlm_dir)
-        policy = cls(config, vlm, load_stats(path))
+        policy = cls(config, vlm, load_stats(path), vlm_weights=False)
         state = load_model_state(path, set(policy.state_dict()))
         policy.load_state_dict(state, strict=True)
         return policy.to(device)
