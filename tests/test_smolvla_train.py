@@ -152,3 +152,10 @@ def test_a_warmup_as_long_as_the_run_is_refused():
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
     with pytest.raises(ValueError, match="never reach its peak"):
         cosine_with_warmup(opt, 1e-4, 2.5e-6, warmup_steps=1000, decay_steps=1000, total_steps=1000)
+
+
+def test_missing_accelerate_names_a_package_that_exists(dataset, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "accelerate", None)
+    args = tyro.cli(train.Args, args=["--dataset", str(dataset)])
+    with pytest.raises(ImportError, match=r"pip install accelerate$"):
+        train.main(args)

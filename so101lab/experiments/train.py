@@ -238,7 +238,7 @@ def _accelerator(args: Args):
     try:
         from accelerate import Accelerator
     except ImportError as err:
-        raise ImportError("so101lab train needs accelerate: pip install 'so101lab[accelerate]'") from err
+        raise ImportError("so101lab train needs accelerate (a dependency of so101lab): pip install accelerate") from err
 
     cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
     return Accelerator(cpu=cpu, mixed_precision="no")

@@ -2,8 +2,8 @@
 
     so101lab viz --root data/pick_cube --episode 0 [--out viz/] [--rerun]
 
-With --rerun (needs ``pip install rerun-sdk``), also a rerun.io recording (.rrd) of the episode:
-every camera, and state/action per joint on the frame timeline, as LeRobot's
+With --rerun (needs ``pip install 'so101lab[rerun]'``, rerun-sdk 0.23 or later), also a rerun.io
+recording (.rrd) of the episode: every camera, and state/action per joint on the frame timeline, as LeRobot's
 lerobot-dataset-viz shows them; open it with ``rerun episode_000000.rrd``.
 """
 
@@ -85,11 +85,17 @@ def plot_joints(t: np.ndarray, state: np.ndarray, action: np.ndarray, title: str
     plt.close(fig)
 
 
-def write_rerun(ds, path: Path, state: np.ndarray, action: np.ndarray, t: np.ndarray) -> None:
+def import_rerun() -> Any:
+    """rerun, or a SystemExit saying how to install it (checked before any output is written)."""
     try:
-        import rerun as rr
+        import rerun
     except ImportError as e:
-        raise SystemExit("--rerun needs rerun-sdk: pip install 'so101lab[rerun]' (or rerun-sdk)") from e
+        raise SystemExit("--rerun needs rerun-sdk>=0.23: pip install 'so101lab[rerun]'") from e
+    return rerun
+
+
+def write_rerun(ds, path: Path, state: np.ndarray, action: np.ndarray, t: np.ndarray) -> None:
+    rr = import_rerun()
     rr.init("so101lab_dataset_viz", spawn=False)
     rr.save(str(path))
     for idx in range(len(ds)):
@@ -107,6 +113,8 @@ def write_rerun(ds, path: Path, state: np.ndarray, action: np.ndarray, t: np.nda
 def visualize(args: Args) -> dict[str, Any]:
     from so101lab.datasets import LeRobotDataset
 
+    if args.rerun:
+        import_rerun()
     ds = LeRobotDataset(args.root, episodes=[args.episode])
     out = args.out or args.root / "viz"
     out.mkdir(parents=True, exist_ok=True)
