@@ -18,7 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from so101lab.datasets.format import DEFAULT_FEATURES, VISUAL_DTYPES, DatasetFileError, DatasetInputError
+from so101lab.datasets.lock import DatasetLockedError
 from so101lab.datasets.video import VCODECS
+
+# What a launcher reports as one line, without a traceback: each is about the user's arguments or
+# files (and names them), not a bug.
+USER_ERRORS = (DatasetInputError, DatasetFileError, DatasetLockedError, FileExistsError)
 
 # ---- inputs of a recording ----------------------------------------------------------------------
 

@@ -3,11 +3,13 @@
     so101lab collect --env-id so101lab/PickCube-v0 --episodes 10 --root data/pick_cube --workers 2
 
 Each worker runs whole episodes (env, expert, rendering and video encoding) and hands back a
-small finished episode; the main process commits it, so each saved episode is on disk at once
-and an interrupted run keeps everything saved so far (rerun with the same --root to append).
-Episode k of the run uses seed ``--seed + k``; the seed, success and env id are stored as columns
-of meta/episodes (so `so101lab replay-sim` can re-create the scene). The task string is the env's
-language instruction (``info["task"]``).
+small finished episode; the main process commits them in seed order (episode k of a run is its
+k-th successful seed, whichever worker finishes first), so each saved episode is on disk at once
+and an interrupted run keeps everything saved so far. The seed, success and env id are stored as
+columns of meta/episodes (so `so101lab replay-sim` can re-create the scene); rerunning on the same
+--root appends and continues after the seeds already recorded. Every argument is checked before
+the dataset directory is created, and a run that saves no episode leaves none behind. The task
+string is the env's language instruction (``info["task"]``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -32,6 +34,10 @@ from so101lab.contract import (
     CameraSpec,
     image_feature,
 )
+from so101lab.datasets.format import DatasetInputError
+
+if TYPE_CHECKING:
+    from so101lab.datasets import DatasetWriter
 
 
 @dataclass
@@ -44,8 +50,9 @@ class Args:
     """Episodes to save."""
     workers: int = 2
     """Worker processes (each runs env + expert + video encoding)."""
-    seed: int = 0
-    """Seed of the first episode; later attempts use the following seeds."""
+    seed: int | None = None
+    """Seed of the first attempt, later attempts use the following ones (default: 0, or one past the
+    highest seed of --env-id already in --root)."""
     cameras: tuple[str, ...] = DEFAULT_CAMERAS
     """Cameras to record."""
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
@@ -63,6 +70,35 @@ class Args:
     many degrees (std, per arm joint) while the dataset records the expert's targets (0: off)."""
     noise_seconds: float = 0.4
     """Correlation time of that offset."""
+    allow_duplicate_seeds: bool = False
+    """Allow --seed to record seeds of --env-id that the dataset already holds."""
+    allow_mixed_env_ids: bool = False
+    """Allow adding episodes of --env-id to a dataset that holds other env ids."""
+
+
+def check_args(args: Args) -> None:
+    """Every argument, checked before the dataset directory is created (errors are one line)."""
+    import gymnasium as gym
+
+    from so101lab.datasets.checks import check_recording
+    from so101lab.envs.registration import SIM_ENV_IDS
+
+    for name, value, low in (("episodes", args.episodes, 1), ("workers", args.workers, 1),
+                             ("max-attempts", args.max_attempts, 1), ("max-steps", args.max_steps, 1)):
+        if value is not None and value < low:
+            raise DatasetInputError(f"--{name} must be >= {low}, got {value}")
+    if args.noise_deg < 0 or args.noise_seconds <= 0:
+        raise DatasetInputError(f"--noise-deg must be >= 0 and --noise-seconds > 0, got "
+                                f"{args.noise_deg} and {args.noise_seconds}")
+    if args.env_id not in SIM_ENV_IDS:
+        raise DatasetInputError(f"unknown --env-id {args.env_id!r}; collect runs {', '.join(SIM_ENV_IDS)}")
+    if not args.cameras or len(set(args.cameras)) != len(args.cameras):
+        raise DatasetInputError(f"--cameras must name one or more distinct cameras, got {list(args.cameras)}")
+    check_recording(*args.image_size, len(args.cameras), args.workers, args.vcodec)
+    try:  # loads the scene only (no renderer): cheap, and the env's own check of camera names
+        gym.make(args.env_id, cameras=args.cameras, image_size=args.image_size).close()
+    except ValueError as e:
+        raise DatasetInputError(f"--cameras: {e}") from None
 
 
 @dataclass
@@ -133,43 +169,83 @@ def _drop(result: dict[str, Any]) -> None:
             Path(path).unlink(missing_ok=True)
 
 
+class SeedOrder:
+    """Releases finished episodes in seed order, whatever order the workers finish them in."""
+
+    def __init__(self, first_seed: int) -> None:
+        self.next_seed = first_seed
+        self.waiting: dict[int, dict[str, Any]] = {}
+
+    def add(self, result: dict[str, Any]) -> list[dict[str, Any]]:
+        """Take one finished episode; return those now due, in seed order."""
+        self.waiting[result["seed"]] = result
+        due = []
+        while self.next_seed in self.waiting:
+            due.append(self.waiting.pop(self.next_seed))
+            self.next_seed += 1
+        return due
+
+
 def collect(args: Args) -> dict[str, Any]:
     """Run the collection; returns a summary (also printed as JSON by `main`)."""
     from so101lab.datasets import DatasetWriter, VideoSettings, robot_features
+    from so101lab.datasets.resume import check_env_id, first_seed
 
-    if args.episodes < 1 or args.workers < 1:
-        raise ValueError("--episodes and --workers must be >= 1")
+    check_args(args)
     cams = tuple(CameraSpec(c, *args.image_size) for c in args.cameras)
-    writer = DatasetWriter(args.root, robot_features(cams), video=VideoSettings(vcodec=args.vcodec))
+    max_attempts = args.max_attempts or 2 * args.episodes + 10
+    with DatasetWriter(args.root, robot_features(cams), video=VideoSettings(vcodec=args.vcodec)) as writer:
+        check_env_id(writer.episodes, args.env_id, args.root, args.allow_mixed_env_ids)
+        seed = first_seed(writer.episodes, args.seed, max_attempts, args.root, args.env_id,
+                          args.allow_duplicate_seeds)  # fmt: skip
+        start_episodes = writer.num_episodes
+        saved, attempts, successes = _run(args, writer, seed, max_attempts)
+        summary = {
+            "root": str(args.root),
+            "env_id": args.env_id,
+            "first_seed": seed,
+            "episodes_saved": saved,
+            "episodes_total": start_episodes + saved,
+            "frames_total": writer.num_frames,
+            "attempts": attempts,
+            "success_rate": successes / attempts if attempts else 0.0,
+            "tasks": sorted(set(writer.tasks)),
+        }
+    if saved < args.episodes:
+        summary["warning"] = f"only {saved} of {args.episodes} episodes succeeded within {max_attempts} attempts"
+    return summary
+
+
+def _run(args: Args, writer: DatasetWriter, seed: int, max_attempts: int) -> tuple[int, int, int]:
+    """Attempts from ``seed`` on in worker processes, committed in seed order; (saved, attempts, successes)."""
     job = _Job(
         args.root, args.env_id, args.cameras, args.image_size, writer.features, args.vcodec, args.keep_failed,
         args.max_steps, args.noise_deg, args.noise_seconds,
     )  # fmt: skip
-    max_attempts = args.max_attempts or 2 * args.episodes + 10
-    start_episodes, saved, attempts, successes, next_seed = writer.num_episodes, 0, 0, 0, args.seed
+    order = SeedOrder(seed)
+    saved = attempts = successes = submitted = 0
     pending: set[Future] = set()
+    # Up to two episodes per worker in flight or waiting for an earlier seed, so no worker idles
+    # behind one slow episode; never more than could still be saved.
+    window = 2 * args.workers
     bar = tqdm(total=args.episodes, desc=f"collect {args.env_id}", unit="ep", file=sys.stderr)
     with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
         try:
             while saved < args.episodes:
                 while (
-                    len(pending) < args.workers
-                    and saved + len(pending) < args.episodes
-                    and (attempts + len(pending) < max_attempts)
+                    submitted - attempts < window
+                    and saved + submitted - attempts < args.episodes
+                    and submitted < max_attempts
                 ):
-                    pending.add(pool.submit(run_episode, job, next_seed))
-                    next_seed += 1
+                    pending.add(pool.submit(run_episode, job, seed + submitted))
+                    submitted += 1
                 if not pending:
                     break
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    result = future.result()
+                for result in (r for future in done for r in order.add(future.result())):
                     attempts += 1
                     successes += result["success"]
                     if result["data"] is None:
-                        continue
-                    if saved >= args.episodes:
-                        _drop(result)
                         continue
                     writer.save_episode(
                         result["data"],
@@ -185,24 +261,19 @@ def collect(args: Args) -> dict[str, Any]:
             for future in pending:
                 if not future.cancelled() and future.exception() is None:
                     _drop(future.result())
+            for result in order.waiting.values():
+                _drop(result)
             bar.close()
-    summary = {
-        "root": str(args.root),
-        "env_id": args.env_id,
-        "episodes_saved": saved,
-        "episodes_total": start_episodes + saved,
-        "frames_total": writer.num_frames,
-        "attempts": attempts,
-        "success_rate": successes / attempts if attempts else 0.0,
-        "tasks": sorted(set(writer.tasks)),
-    }
-    if saved < args.episodes:
-        summary["warning"] = f"only {saved} of {args.episodes} episodes succeeded within {max_attempts} attempts"
-    return summary
+    return saved, attempts, successes
 
 
 def main(args: Args) -> None:
-    summary = collect(args)
+    from so101lab.datasets.checks import USER_ERRORS
+
+    try:
+        summary = collect(args)
+    except USER_ERRORS as e:
+        sys.exit(f"so101lab collect: {e}")
     print(
         f"saved {summary['episodes_saved']} episodes to {summary['root']} "
         f"(expert success {summary['success_rate']:.0%} over {summary['attempts']} attempts)",
