@@ -122,7 +122,8 @@ def collect_demos(args: Args, recipe: Recipe, root: Path) -> None:
         have, next_seed = _saved_episodes(root, task)
         if have < args.demos_per_task:
             collect.collect(collect.Args(root=root, env_id=task, episodes=args.demos_per_task - have,
-                                         workers=args.workers, seed=next_seed, **recipe.collect))  # fmt: skip
+                                         workers=args.workers, seed=next_seed, allow_mixed_env_ids=True,
+                                         **recipe.collect))  # fmt: skip
 
 
 def _train_args(args: Args, recipe: Recipe, root: Path, run: Path) -> train.Args:

@@ -5,12 +5,15 @@
     so101lab record --port virtual:PickCube --teleop expert --cameras front wrist --root data/virtual
 
 Each frame holds the follower state and camera images at time t and the action sent at t (the
-leader's joint positions, or the scripted expert's targets on a virtual arm).
+leader's joint positions, or the scripted expert's targets on a virtual arm). Each episode stores
+its seed; rerunning on the same --root appends and continues after the seeds already recorded.
+Arguments are checked before anything is opened, and a run that saves no episode leaves no dataset.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,7 +26,9 @@ from so101lab.contract import (
     OBS_STATE,
     image_feature,
 )
-from so101lab.datasets import DatasetWriter, robot_features
+from so101lab.datasets import DatasetInputError, DatasetWriter, VideoSettings, robot_features
+from so101lab.datasets.checks import USER_ERRORS, check_recording
+from so101lab.datasets.resume import first_seed
 from so101lab.real.arm import SO101Arm
 from so101lab.real.env import SO101RealEnv
 from so101lab.real.session import (
@@ -59,14 +64,28 @@ class Args:
     """Length of each episode."""
     task: str = ""
     """Language instruction (a virtual scene supplies its own)."""
-    seed: int = 0
-    """Seed of the first episode's scene (virtual arm)."""
+    seed: int | None = None
+    """Seed of the first episode's scene on a virtual arm, stored with every episode (default: 0, or one
+    past the highest seed already in --root)."""
+    allow_duplicate_seeds: bool = False
+    """Allow --seed to record seeds that the dataset already holds."""
+
+
+def check_args(args: Args) -> None:
+    """The arguments that need no device, checked before anything is opened or created."""
+    if args.episodes < 1 or args.episode_seconds <= 0:
+        raise DatasetInputError(
+            f"--episodes must be >= 1 and --episode-seconds > 0, got {args.episodes} and {args.episode_seconds}"
+        )
+    if args.cameras:
+        check_recording(*args.image_size, len(args.cameras), 1, VideoSettings().vcodec)
 
 
 def run(args: Args) -> Path:
+    check_args(args)
     steps = round(args.episode_seconds * 30)
     with contextlib.ExitStack() as stack:
-        port = stack.enter_context(open_port(args.port, args.seed))
+        port = stack.enter_context(open_port(args.port, args.seed or 0))
         if args.teleop == "expert" and port.world is None:
             raise SystemExit("--teleop expert needs an in-process virtual arm (--port virtual:<Task>)")
         if args.teleop == "leader" and args.leader_port is None:
@@ -78,6 +97,8 @@ def run(args: Args) -> Path:
                            image_size=args.image_size, task=args.task, episode_hooks=port.hooks)
         stack.callback(env.close)
         writer = stack.enter_context(DatasetWriter(args.root, robot_features(env.specs)))
+        first = first_seed(writer.episodes, args.seed, args.episodes, args.root,
+                           allow_duplicates=args.allow_duplicate_seeds)  # fmt: skip
         if args.teleop == "leader":
             leader = stack.enter_context(SO101Arm(args.leader_port, args.leader_calibration, role="leader"))
             act = lambda obs: leader.read()  # noqa: E731
@@ -94,7 +115,7 @@ def run(args: Args) -> Path:
         for ep in range(args.episodes):
             if port.hooks is None:
                 wait_for_enter(f"Reset the scene; press Enter to record episode {ep + 1}/{args.episodes}.")
-            obs, info = env.reset(seed=args.seed + ep)
+            obs, info = env.reset(seed=first + ep)
             task = info["task"] or args.task
             for _ in range(steps):
                 action = act(obs)
@@ -103,10 +124,13 @@ def run(args: Args) -> Path:
                     frame[image_feature(name)] = img
                 writer.add_frame(frame, task)
                 obs, _, _, _, info = env.step(action)
-            index = writer.save_episode()
+            index = writer.save_episode(extra={"seed": first + ep})
             print(f"episode {index} saved ({steps} frames, task {task!r})", flush=True)
     return args.root
 
 
 def main(args: Args) -> None:
-    print(f"dataset: {run(args)}")
+    try:
+        print(f"dataset: {run(args)}")
+    except USER_ERRORS as e:
+        sys.exit(f"so101lab record: {e}")
