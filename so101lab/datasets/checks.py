@@ -149,12 +149,11 @@ def check_info(info: Any, path: Path) -> None:
         if feature["dtype"] != "video":
             continue
         video = feature.get("info") or {}
-        height, width = feature["shape"][:2]
-        for field, want in (("video.height", height), ("video.width", width), ("video.fps", fps)):
-            if field in video and video[field] != want:
-                raise error(
-                    f"features.{key}.info.{field}", f"{video[field]!r} does not match {want} (shape or fps)"
-                )
+        if "video.fps" in video and video["video.fps"] != fps:
+            raise error("fps", f"{fps!r} differs from features.{key}.info.video.fps ({video['video.fps']!r})")
+        for i, side in enumerate(("video.height", "video.width")):
+            if side in video and video[side] != feature["shape"][i]:
+                raise error(f"features.{key}.shape", f"{feature['shape']} differs from info.{side} ({video[side]!r})")
 
 
 def check_column(table: pa.Table, key: str, feature: dict[str, Any], data_path: Path, info_path: Path) -> None:

@@ -25,6 +25,7 @@ class DatasetLock:
     """An exclusive, non-blocking lock on the dataset at ``root`` (created as a directory if absent)."""
 
     def __init__(self, root: str | Path) -> None:
+        self._fd: int | None = None
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / LOCK_NAME
@@ -39,7 +40,7 @@ class DatasetLock:
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd: int | None = fd
+        self._fd = fd
 
     def _holder_pid(self) -> str:
         # The holder writes its pid just after locking; give it a moment if we raced that write.
