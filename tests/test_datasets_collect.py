@@ -34,8 +34,8 @@ def test_collect_writes_expert_episodes(collected) -> None:
     ds = LeRobotDataset(root, delta_timestamps={"action": [i / 30 for i in range(50)]})
     assert ds.num_episodes == 2 and len(ds) == summary["frames_total"]
     assert ds.meta.video_keys == ["observation.images.front", "observation.images.wrist"]
-    seeds = sorted(ep["seed"] for ep in ds.meta.episodes)
-    assert seeds == [0, 1] and all(ep["success"] for ep in ds.meta.episodes)
+    # Two workers: episode k is seed k whichever finished first (issue 21).
+    assert [ep["seed"] for ep in ds.meta.episodes] == [0, 1] and all(ep["success"] for ep in ds.meta.episodes)
     item = ds[0]
     assert item["observation.images.front"].shape == (3, 96, 128)
     assert item["action"].shape == (50, 6)
@@ -60,16 +60,79 @@ def test_collected_episode_is_what_the_env_did(collected) -> None:
     env.close()
 
 
-def test_collect_appends_on_rerun(collected, tmp_path: Path) -> None:
+def collect_error(args: list[str]) -> str:
+    """The one-line message a refused `so101lab collect` exits with."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["collect", *args])
+    message = str(exit_info.value.code)
+    assert message.startswith("so101lab collect: ") and "\n" not in message
+    return message
+
+
+def test_collect_resumes_after_the_recorded_seeds(collected, tmp_path: Path) -> None:
+    """Rerunning the same command continues the seeds; asking for recorded seeds is refused."""
     root, _ = collected
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
-    cli_main(["collect", "--root", str(copy), "--episodes", "1", "--workers", "1", "--seed", "7",
-              "--image-size", "96", "128"])  # fmt: skip
+    same = ["collect", "--root", str(copy), "--episodes", "2", "--workers", "2", "--image-size", "96", "128"]
+    cli_main(same)
     ds = LeRobotDataset(copy)
-    assert ds.num_episodes == 3 and ds.meta.episodes[2]["seed"] == 7
-    with pytest.raises(ValueError, match="features do not match"):
-        cli_main(["collect", "--root", str(copy), "--episodes", "1", "--cameras", "front"])
+    assert [ep["seed"] for ep in ds.meta.episodes] == [0, 1, 2, 3]
+    assert collect_error([*same[1:], "--seed", "1"]) == (
+        f"so101lab collect: {copy} already holds episodes of so101lab/PickCube-v0 with seeds 1..3, which "
+        "--seed 1 would record again (this run may use seeds 1..14); leave out --seed to continue at 4, "
+        "or pass --allow-duplicate-seeds"
+    )
+    assert "features do not match" in collect_error([*same[1:3], "--cameras", "front"])
+    assert "holds episodes of so101lab/PickCube-v0, not so101lab/StackCubes-v0" in collect_error(
+        [*same[1:], "--env-id", "so101lab/StackCubes-v0"]
+    )
+    assert LeRobotDataset(copy).num_episodes == 4  # refusals change nothing
+    cli_main(["collect", "--root", str(copy), "--episodes", "1", "--workers", "1", "--seed", "1",
+              "--allow-duplicate-seeds", "--image-size", "96", "128"])  # fmt: skip
+    ds = LeRobotDataset(copy)
+    assert [ep["seed"] for ep in ds.meta.episodes] == [0, 1, 2, 3, 1]
+    np.testing.assert_array_equal(ds.column("action", 4), ds.column("action", 1))  # what a duplicate is
+
+
+def test_seed_order_releases_results_in_seed_order() -> None:
+    from so101lab.experiments.collect import SeedOrder
+
+    order = SeedOrder(5)
+    assert order.add({"seed": 7}) == [] and order.add({"seed": 6}) == []
+    assert [r["seed"] for r in order.add({"seed": 5})] == [5, 6, 7]
+    assert [r["seed"] for r in order.add({"seed": 8})] == [8] and not order.waiting
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--image-size", "10000", "10000"], "image height 10000 is out of range: each side must be 2..4096"),
+        (["--image-size", "0", "0"], "image height 0 is out of range"),
+        (["--image-size", "48", "63"], "image width 63 is odd"),
+        (["--image-size", "4096", "4096", "--workers", "64"], "64 recording process(es) with 2 camera(s) of 4096x4096"),
+        (["--vcodec", "vp9"], "unknown video codec 'vp9'; choose one of libsvtav1, h264"),
+        (["--cameras", "top"], "--cameras: unknown camera(s) ['top']; this scene has ['front', 'wrist']"),
+        (["--cameras", "front", "front"], "--cameras must name one or more distinct cameras"),
+        (["--env-id", "so101lab/PickCubes-v0"], "unknown --env-id 'so101lab/PickCubes-v0'"),
+        (["--episodes", "0"], "--episodes must be >= 1, got 0"),
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--noise-seconds", "0"], "--noise-seconds > 0"),
+    ],
+)
+def test_bad_arguments_fail_in_one_line_before_creating_anything(tmp_path: Path, args, message) -> None:
+    root = tmp_path / "ds"
+    assert message in collect_error(["--root", str(root), *args])
+    assert not root.exists()
+
+
+def test_a_run_that_saves_nothing_leaves_no_dataset(tmp_path: Path) -> None:
+    """One attempt of one step cannot succeed: nothing saved, nothing left (no settings to bind a rerun)."""
+    root = tmp_path / "ds"
+    with pytest.raises(SystemExit, match="only 0 of 1 episodes"), contextlib.redirect_stdout(io.StringIO()):
+        cli_main(["collect", "--root", str(root), "--episodes", "1", "--workers", "1", "--max-attempts", "1",
+                  "--max-steps", "1", "--image-size", "48", "64", "--vcodec", "h264"])  # fmt: skip
+    assert not root.exists()
 
 
 def test_execution_noise_perturbs_the_arm_but_records_the_expert(tmp_path: Path) -> None:
