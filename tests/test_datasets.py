@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,7 @@ import torch
 from so101lab import contract
 from so101lab.datasets import (
     DatasetFileError,
+    DatasetInputError,
     DatasetWriter,
     LeRobotDataset,
     VideoSettings,
@@ -418,3 +423,119 @@ def test_files_move_to_a_new_chunk_folder(tmp_path: Path) -> None:
     expected = expected_values(EPISODES)
     np.testing.assert_array_equal(ds[27]["action"].numpy(), expected[27][0]["action"])
     assert ds[27]["observation.images.wrist"].shape == (3, 32, 48)
+
+
+# ---- meta/info.json read strictly --------------------------------------------------------------
+
+
+def _set(*path_and_value):
+    """An edit of info.json: set the entry at ``path`` (keys) to ``value``, or delete it (``...``)."""
+    *path, value = path_and_value
+
+    def edit(info: dict) -> None:
+        for key in path[:-1]:
+            info = info[key]
+        if value is ...:
+            del info[path[-1]]
+        else:
+            info[path[-1]] = value
+
+    return edit
+
+
+FRONT = "observation.images.front"
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "problem"),
+    [
+        (_set("features", "action", "dtype", "int64"), "features.action.dtype",
+         r"'int64', but .*file-000\.parquet holds float"),
+        (_set("fps", 15), "fps", r"15 differs from features\.observation\.images\.front\.info\.video\.fps \(30\)"),
+        (_set("fps", 0), "fps", "0 is not a positive number of frames per second"),
+        (_set("fps", "thirty"), "fps", "'thirty' is not a positive number"),
+        (_set("fps", 29.97), "fps", "29.97 is not a whole number"),
+        (_set("fps", ...), "fps", "missing"),
+        (_set("features", "action", "shape", [7]), "features.action.shape",
+         r"\[7\] \(7 values\), but .* holds \[6\] per frame"),
+        (_set("features", "action", "dtype", "double"), "features.action.dtype", r"'double', but .* holds float"),
+        (_set("features", "action", "dtype", "real"), "features.action", "dtype 'real' is not a numeric dtype"),
+        (_set("features", "action", "shape", 6), "features.action", "shape 6 is not a list of positive integers"),
+        (_set("features", "velocity", {"dtype": "float32", "shape": [6]}), "features.velocity", "no such column in"),
+        (_set("features", FRONT, "shape", [96, 128, 3]), f"features.{FRONT}.shape",
+         r"differs from info\.video\.height \(48\)"),
+        (_set("features", "timestamp", ...), "features", r"has no \['timestamp'\]"),
+    ],
+)  # fmt: skip
+def test_hand_edited_info_is_an_error_naming_file_and_field(copy: Path, edit, field: str, problem: str) -> None:
+    info_path = copy / "meta/info.json"
+    info = json.loads(info_path.read_text())
+    edit(info)
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(DatasetFileError) as err:
+        LeRobotDataset(copy)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{info_path}: {field}: "), message
+    assert re.search(problem, message), message
+    with pytest.raises(DatasetFileError, match=re.escape(f"{info_path}: {field}: ")):
+        DatasetWriter(copy)  # nor is it appended to
+
+
+def test_fps_is_checked_against_the_timestamps(tmp_path: Path) -> None:
+    """Without a video's fps to compare with, the data's timestamps tell a hand-edited fps."""
+    root = tmp_path / "state_only"
+    write_synthetic(root, [(8, "a"), (5, "b")], cameras=(), video=H264).close()
+    assert len(LeRobotDataset(root)) == 13
+    info_path = root / "meta/info.json"
+    info = json.loads(info_path.read_text())
+    info["fps"] = 15
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(DatasetFileError) as err:
+        LeRobotDataset(root)
+    assert str(err.value) == f"{info_path}: fps: 15, but the data's timestamps are 0.03333 s apart (30 frames/s)"
+
+
+# ---- bad writer inputs, and datasets that hold no episode ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cams", "video", "message"),
+    [
+        ((contract.CameraSpec("front", 0, 0),), H264, "shape [0, 0, 3] is not a list of positive integers"),
+        ((contract.CameraSpec("front", 10000, 10000),), H264, "image height 10000 is out of range"),
+        ((contract.CameraSpec("front", 48, 63),), H264, "image width 63 is odd"),
+        (CAMS, VideoSettings(vcodec="vp9"), "unknown video codec 'vp9'"),
+    ],
+)
+def test_bad_writer_inputs_create_nothing(tmp_path: Path, cams, video, message: str) -> None:
+    root = tmp_path / "ds"
+    with pytest.raises(DatasetInputError, match=re.escape(message)):
+        DatasetWriter(root, robot_features(cams), video=video)
+    assert not root.exists()
+
+
+def test_a_dataset_without_episodes_is_removed_or_replaced(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    DatasetWriter(root, robot_features(CAMS), video=H264).close()
+    assert not root.exists()  # nothing saved, nothing left
+    root.mkdir()
+    DatasetWriter(root, robot_features(CAMS), video=H264).close()
+    assert root.is_dir() and not list(root.iterdir())  # a directory that was there stays
+    # A run killed before its first episode leaves an empty dataset with its (here: other) settings ...
+    killed = subprocess.run([sys.executable, "-c", KILLED_BEFORE_FIRST_EPISODE, str(root)], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert json.loads((root / "meta/info.json").read_text())["features"][FRONT]["shape"] == [96, 128, 3]
+    # ... which the corrected rerun replaces instead of refusing.
+    write_synthetic(root, EPISODES[:1], CAMS, video=H264).close()
+    ds = LeRobotDataset(root)
+    assert ds.num_episodes == 1 and ds.features[FRONT]["shape"] == [48, 64, 3]
+
+
+KILLED_BEFORE_FIRST_EPISODE = """
+import os, signal, sys
+from so101lab import contract
+from so101lab.datasets import DatasetWriter, VideoSettings, robot_features
+cams = (contract.CameraSpec("front", 96, 128),)
+writer = DatasetWriter(sys.argv[1], robot_features(cams), video=VideoSettings(vcodec="h264"))
+os.kill(os.getpid(), signal.SIGKILL)
+"""

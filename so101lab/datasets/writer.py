@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from so101lab import contract
 from so101lab.datasets import stats as stats_lib
-from so101lab.datasets.checks import check_features, check_info, check_vcodec
+from so101lab.datasets.checks import check_column, check_features, check_info, check_vcodec
 from so101lab.datasets.format import (
     DATA_FILE_SIZE_MB,
     DATA_PATH,
@@ -31,6 +31,7 @@ from so101lab.datasets.format import (
     TASKS_PATH,
     VIDEO_FILE_SIZE_MB,
     VIDEO_PATH,
+    VISUAL_DTYPES,
     DatasetInputError,
     comparable_features,
     new_info,
@@ -194,6 +195,9 @@ class DatasetWriter:
             return
         data_path = self._data_path(*self._data_file)
         table = read_parquet(data_path)
+        for key, feature in self.features.items():  # new rows must fit the file they go to
+            if feature["dtype"] not in VISUAL_DTYPES:
+                check_column(table, key, feature, data_path, self.root / INFO_PATH)
         end = self.episodes[-1]["dataset_to_index"]
         keep = np.asarray(table["index"]) < end
         if not keep.all():
