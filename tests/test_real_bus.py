@@ -8,6 +8,7 @@ import pytest
 import serial
 
 from so101lab.real.bus import FeetechBus
+from so101lab.real.emulator import RAD_PER_TICK
 from so101lab.real.errors import MotorStatusError, MotorTimeoutError, PortError
 from so101lab.real.virtual_arm import Faults, VirtualArm
 
@@ -50,14 +51,14 @@ def test_homing_offset_shifts_present_position_with_sign_magnitude(bus, arm):
 
 
 def test_torque_on_moves_the_joint_to_the_goal(bus, arm):
-    start = bus.read(1, "Present_Position")
+    start, q0 = bus.read(1, "Present_Position"), arm.joint_positions()[0]
     bus.write(1, "Torque_Enable", 1)
     bus.write(1, "Goal_Position", start + 200)
     deadline = time.monotonic() + 2
     while abs(bus.read(1, "Present_Position") - (start + 200)) > 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert abs(bus.read(1, "Present_Position") - (start + 200)) <= 3
-    assert arm.joint_positions()[0] == pytest.approx(200 * 2 * 3.14159265 / 4096, abs=0.01)
+    assert arm.joint_positions()[0] - q0 == pytest.approx(200 * RAD_PER_TICK, abs=0.01)
 
 
 def test_wrong_baud_rate_times_out_naming_motor_register_and_baud(bus):
@@ -95,7 +96,21 @@ def test_overload_bit_raises_status_error_naming_motor():
     with VirtualArm(faults=Faults(overload={"gripper"})) as arm, FeetechBus(arm.port) as bus:
         with pytest.raises(MotorStatusError, match="motor 6 reported OVERLOAD while reading Present_Load"):
             bus.read(6, "Present_Load")
-        assert bus.read(6, "Present_Load", check_status=False) is not None
+        assert bus.read(6, "Present_Load", check_status=False) == 0  # torque off: no drive
+
+
+def test_present_load_is_the_servo_models_drive():
+    """A servo pushing against its joint limit at full drive reports 1000, not a saturated 1023."""
+    with VirtualArm(seed=2) as arm, FeetechBus(arm.port) as bus:
+        elbow = arm.motor("elbow_flex")
+        beyond = bus.read(3, "Present_Position") + round(0.9 / RAD_PER_TICK)  # the joint stops 0.9 rad short
+        bus.write(3, "Torque_Enable", 1)
+        bus.write(3, "Goal_Position", beyond)
+        time.sleep(1.0)
+        load = bus.read(3, "Present_Load")
+        effort = arm.physics.state()[2][2]
+        assert abs(effort) == pytest.approx(arm.physics.stall_torque, rel=0.01), effort
+        assert abs(load) == pytest.approx(1000, abs=10), (load, elbow.get("Present_Position"))
 
 
 def test_read_only_and_out_of_range_writes_are_refused(bus):

@@ -99,22 +99,28 @@ def test_teleoperate_leader_drives_follower_and_sim_twin(tmp_path):
     with VirtualArm(seed=1) as leader_arm, VirtualArm(seed=2) as follower_arm:
         leader_cal = save_calibration(leader_arm.calibration(), tmp_path / "leader.json")
         follower_cal = save_calibration(follower_arm.calibration(), tmp_path / "follower.json")
-        path = iter(np.linspace(0, 1, 45))
+        path = iter(np.r_[np.linspace(0, 1, 45), np.ones(15)])
         target = np.array([0.4, -0.3, 0.5, 0.2, -0.6, 0.8])
+        settled = {}
 
-        def stop():  # the operator moves the leader smoothly, then lets go
+        def stop():  # the operator moves the leader smoothly, holds it still for 0.5 s, then stops
             s = next(path, None)
             if s is not None:
                 leader_arm.move_by_hand(dict(zip(JOINT_NAMES, s * target, strict=True)))
+            else:
+                settled["follower"] = follower_arm.joint_positions()  # before teleoperation turns torque off
             return s is None
 
         args = teleoperate.Args(leader_port=leader_arm.port, follower_port=follower_arm.port,
                                 leader_calibration=leader_cal, follower_calibration=follower_cal,
                                 sim_twin="PickCube")
         report = teleoperate.run(args, stop)
-        assert report.ticks == 45
-        assert report.mean_tracking_error < 5 and report.twin_final_error < 5  # degrees
-        np.testing.assert_allclose(follower_arm.joint_positions(), target, atol=0.03)
+        assert report.ticks == 60
+        # The follower is the identified servo (29 ms latency, slew limit, P 16 stiffness with gravity
+        # sag): it trails a moving leader by several degrees; the twin's final pose is close.
+        assert report.mean_tracking_error < 12 and report.twin_final_error < 5  # degrees
+        # Settled on the leader's pose but for gravity sag (shoulder_lift ~0.026 rad at P 16).
+        np.testing.assert_allclose(settled["follower"], target, atol=0.04)
         assert not follower_arm.torque_enabled().any()
 
 
@@ -225,7 +231,8 @@ def test_record_from_another_process_through_the_served_virtual_world(tmp_path):
         assert lines[1].strip() == f"with cameras and episodes: --port virtual@{sock}", lines
         with VirtualArm(seed=8) as leader_arm:
             leader_cal = save_calibration(leader_arm.calibration(), tmp_path / "leader.json")
-            leader_arm.move_by_hand({"shoulder_pan": 0.3, "elbow_flex": 0.4, "gripper": 0.6})
+            # The operator holds the whole leader at a pose (a joint let go would sink under gravity).
+            leader_arm.move_by_hand(dict(zip(JOINT_NAMES, [0.3, 0.0, 0.4, 0.0, 0.0, 0.6], strict=True)))
             root = tmp_path / "remote"
             record_real.run(record_real.Args(
                 port=f"virtual@{sock}", root=root, cameras=("front",), image_size=(48, 64),

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from so101lab.real.calibration import save_calibration
-from so101lab.real.physics import FirstOrderPhysics
 from so101lab.real.virtual_arm import Faults, VirtualArm
 from so101lab.real.virtual_remote import WorldServer
 from so101lab.real.virtual_world import VirtualWorld
@@ -25,7 +24,8 @@ from so101lab.real.virtual_world import VirtualWorld
 @dataclass
 class Args:
     task: str = "PickCube"
-    """Sim task whose scene the arm lives in, or 'none' for the arm alone (first-order joints)."""
+    """Sim task whose scene the arm lives in, or 'none' for the bus alone (the arm in PickCube's scene, no
+    cameras or episode server)."""
     seed: int = 0
     """Seed of the scene and of the motors' assembly offsets."""
     factory: bool = False
@@ -48,7 +48,7 @@ def main(args: Args) -> None:
     faults = Faults(noise_ticks=args.noise_ticks, drop_rate=args.drop_rate, corrupt_rate=args.corrupt_rate)
     if args.task.lower() == "none":
         world = None
-        arm = VirtualArm(FirstOrderPhysics(), faults=faults, factory=args.factory, seed=args.seed)
+        arm = VirtualArm(faults=faults, factory=args.factory, seed=args.seed)
     else:
         world = VirtualWorld(args.task, faults=faults, seed=args.seed, factory=args.factory)
         arm = world.arm

@@ -25,7 +25,6 @@ from so101lab.real.registers import (
 )
 
 RAD_PER_TICK = 2 * math.pi / TICKS_PER_TURN
-STALL_TORQUE = 2.94  # N m at 12 V: the 1000 of Present_Load
 
 # Factory values of an STS3215 (those not listed are 0).
 FACTORY: dict[str, int] = {
@@ -102,9 +101,13 @@ class VirtualMotor:
 
     # -- physics link -----------------------------------------------------------------------
 
-    def update_present(self, q: float, qd: float, effort: float, noise_ticks: float = 0.0,
+    def update_present(self, q: float, qd: float, effort: float, stall_torque: float, noise_ticks: float = 0.0,
                        rng: np.random.Generator | None = None) -> None:
-        """Write the joint state (rad, rad/s, N m) into the Present_* registers."""
+        """Write the joint state (rad, rad/s, N m) into the Present_* registers.
+
+        Present_Load is the drive as a fraction of full drive in 0.1 %: 1000 at ``stall_torque`` (N m),
+        the servo model's own force limit, so the register and the physics cannot disagree.
+        """
         actual = self.zero_tick + float(q) / RAD_PER_TICK
         if noise_ticks and rng is not None:
             actual += float(rng.normal(0.0, noise_ticks))
@@ -112,7 +115,7 @@ class VirtualMotor:
         self.set("Present_Position", present % TICKS_PER_TURN)
         speed = round(float(qd) / RAD_PER_TICK)
         self.set("Present_Velocity", max(-32767, min(32767, speed)))
-        load = round(float(effort) / STALL_TORQUE * 1000)
+        load = round(float(effort) / stall_torque * 1000)
         self.set("Present_Load", max(-1023, min(1023, load)))
         self.set("Present_Current", min(65535, abs(load) * 2))
         self.set("Moving", int(abs(speed) > 10))

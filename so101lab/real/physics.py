@@ -1,7 +1,7 @@
-"""Physics backends moving the virtual arm's joints (rad), behind one small interface.
+"""The physics moving the virtual arm's joints (rad), behind one small interface.
 
-`FirstOrderPhysics` needs nothing but numpy (each joint chases its goal); `MujocoPhysics` drives
-an SO-101 MuJoCo env through the project's servo model, so the virtual arm moves like the sim.
+`MujocoPhysics` drives an SO-101 MuJoCo env through the project's servo model (`envs/servo.py`),
+so the virtual arm moves like the sim: there is no second, simpler servo model to drift from it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from so101lab.contract import JOINT_NAMES, JOINT_RANGES_RAD, NUM_JOINTS
+from so101lab.contract import JOINT_NAMES, JOINT_RANGES_RAD
 
 _LIMITS = np.array([JOINT_RANGES_RAD[n] for n in JOINT_NAMES])
 
@@ -20,6 +20,11 @@ class PhysicsBackend(Protocol):
     """What the virtual arm needs from a physics engine (joint order of the contract)."""
 
     lock: threading.RLock
+
+    @property
+    def stall_torque(self) -> float:
+        """Torque at full drive (N m): what Present_Load reports as 1000."""
+        ...
 
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Joint positions (rad), velocities (rad/s) and actuator efforts (N m)."""
@@ -42,46 +47,15 @@ class PhysicsBackend(Protocol):
         ...
 
 
-class FirstOrderPhysics:
-    """Each joint with torque on approaches its goal with time constant ``tau`` and a speed cap."""
+def scene_physics(task: str = "PickCube", seed: int = 0) -> MujocoPhysics:
+    """The arm of a sim task's scene (state observations only, no renderer), reset with ``seed``."""
+    import gymnasium as gym
 
-    def __init__(self, q0: np.ndarray | None = None, tau: float = 0.05, max_speed: float = 5.5,
-                 stiffness: float = 998.22, force_limit: float = 3.35):
-        self.lock = threading.RLock()
-        self.q = np.zeros(NUM_JOINTS) if q0 is None else np.asarray(q0, dtype=np.float64).copy()
-        self.qd = np.zeros(NUM_JOINTS)
-        self.effort = np.zeros(NUM_JOINTS)
-        self.targets = self.q.copy()
-        self.torque_on = np.zeros(NUM_JOINTS, dtype=bool)
-        self.tau, self.max_speed = tau, max_speed
-        self.stiffness, self.force_limit = stiffness, force_limit
-        self.torque_limits = np.ones(NUM_JOINTS)
+    from so101lab.real.virtual_world import task_env_id
 
-    def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.q.copy(), self.qd.copy(), self.effort.copy()
-
-    def command(self, targets: np.ndarray, torque_on: np.ndarray) -> None:
-        self.targets = np.asarray(targets, dtype=np.float64).copy()
-        self.torque_on = np.asarray(torque_on, dtype=bool).copy()
-
-    def advance(self, dt: float) -> None:
-        if dt <= 0:
-            return
-        err = self.targets - self.q
-        step = err * (1.0 - np.exp(-dt / self.tau))
-        step = np.clip(step, -self.max_speed * dt, self.max_speed * dt)
-        step[~self.torque_on] = 0.0
-        self.q = np.clip(self.q + step, _LIMITS[:, 0], _LIMITS[:, 1])
-        self.qd = step / dt
-        limit = self.force_limit * self.torque_limits
-        self.effort = np.where(self.torque_on, np.clip(self.stiffness * err, -limit, limit), 0.0)
-
-    def push(self, joint: int, angle: float) -> None:
-        if not self.torque_on[joint]:
-            self.q[joint] = np.clip(angle, *_LIMITS[joint])
-
-    def configure(self, p_gains: np.ndarray, torque_limits: np.ndarray) -> None:
-        self.torque_limits = np.asarray(torque_limits, dtype=np.float64).copy()
+    env = gym.make(task_env_id(task), obs_mode="state")
+    env.reset(seed=seed)
+    return MujocoPhysics(env)
 
 
 class MujocoPhysics:
@@ -103,6 +77,11 @@ class MujocoPhysics:
         self.lock = threading.RLock()
         self._pending = 0.0
         self._targets: np.ndarray | None = None
+        self._held: dict[int, float] = {}  # joints a hand holds (torque off), rad
+
+    @property
+    def stall_torque(self) -> float:
+        return self.servos.params.force_limit
 
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.servos
@@ -124,12 +103,22 @@ class MujocoPhysics:
         steps = int(self._pending / h)
         self.servos.step(self.data, steps)
         self._pending -= steps * h
+        self._hold()
 
     def push(self, joint: int, angle: float) -> None:
+        """The hand keeps holding the joint there (against gravity) until its torque comes on."""
         if not self.servos.torque_on[joint]:
-            self.data.qpos[self.servos.qpos_adr[joint]] = np.clip(angle, *_LIMITS[joint])
-            self.data.qvel[self.servos.dof_adr[joint]] = 0.0
+            self._held[joint] = float(np.clip(angle, *_LIMITS[joint]))
+            self._hold()
             self._mujoco.mj_forward(self.model, self.data)
+
+    def _hold(self) -> None:
+        for joint, angle in list(self._held.items()):
+            if self.servos.torque_on[joint]:
+                del self._held[joint]
+                continue
+            self.data.qpos[self.servos.qpos_adr[joint]] = angle
+            self.data.qvel[self.servos.dof_adr[joint]] = 0.0
 
     def configure(self, p_gains: np.ndarray, torque_limits: np.ndarray) -> None:
         """Per-joint firmware P and torque limit into the servo model (as the registers say)."""
@@ -144,5 +133,6 @@ class MujocoPhysics:
         s.apply_params()
 
     def reset_targets(self) -> None:
-        """Forget the last goals (after the sim env was reset under this backend)."""
+        """Forget the last goals and let go of held joints (after the sim env was reset under this backend)."""
         self._targets = None
+        self._held.clear()

@@ -24,7 +24,7 @@ import numpy as np
 from so101lab.contract import JOINT_NAMES, JOINT_RANGES_RAD
 from so101lab.real.calibration import Calibration, MotorCalibration
 from so101lab.real.emulator import RAD_PER_TICK, VirtualBusFirmware, VirtualMotor
-from so101lab.real.physics import FirstOrderPhysics, PhysicsBackend
+from so101lab.real.physics import PhysicsBackend, scene_physics
 from so101lab.real.protocol import PacketParser, StatusError
 from so101lab.real.registers import MAX_TICK, TICKS_PER_TURN
 
@@ -60,7 +60,7 @@ class VirtualArm:
 
     def __init__(self, physics: PhysicsBackend | None = None, *, faults: Faults | None = None,
                  factory: bool = False, seed: int = 0, tick_hz: float = 500.0):
-        self.physics = physics or FirstOrderPhysics()
+        self.physics = physics or scene_physics(seed=seed)
         self.faults = faults or Faults()
         self.rng = np.random.default_rng(seed)
         # Encoder zero of each joint as assembled: off by up to ~25 deg (wrist_roll kept near centre
@@ -172,7 +172,7 @@ class VirtualArm:
                 m.connected = False
         q, qd, effort = self.physics.state()
         for i, m in enumerate(self.motors):
-            m.update_present(q[i], qd[i], effort[i], f.noise_ticks, self.rng)
+            m.update_present(q[i], qd[i], effort[i], self.physics.stall_torque, f.noise_ticks, self.rng)
         targets = np.array([m.target() for m in self.motors])
         self.physics.command(targets, self.torque_enabled())
         p_gains = np.array([m.get("P_Coefficient") for m in self.motors], dtype=np.float64)
