@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import math
@@ -10,6 +11,7 @@ import mujoco
 import numpy as np
 import pytest
 
+from so101lab.envs import firmware
 from so101lab.envs.servo import ServoParams, Servos
 from so101lab.sysid.bench import bench_model, env_timestep, joint_name
 from so101lab.sysid.logs import BenchLink
@@ -230,6 +232,28 @@ def test_compiled_firmware_steps_exactly_as_the_python_reference():
         runs.append(np.array(qpos))
     np.testing.assert_array_equal(runs[0], runs[1])
     assert np.ptp(runs[0][:, servos.qpos_adr], axis=0).min() > 0.1  # every joint really moved
+
+
+def test_compiled_firmware_checks_its_struct_layout_at_load():
+    """The ctypes mirrors are compared with the C structs' sizeof/offsetof, so a one-sided edit fails."""
+    if firmware._LIBRARIES is None:
+        pytest.skip("the C firmware was not built (no compiler at install time)")
+    lib = firmware._LIBRARIES[0]
+    assert firmware.layout_mismatch(lib) is None
+
+    class OneSided(ctypes.Structure):  # a field added in Python only
+        _fields_ = [*firmware._Firmware._fields_[:9], ("added", ctypes.c_int32), *firmware._Firmware._fields_[9:]]
+
+    assert "C struct layout" in firmware.layout_mismatch(lib, (OneSided, firmware._Control))
+
+
+def test_without_mujocos_private_struct_address_the_python_firmware_runs(monkeypatch):
+    monkeypatch.delattr(mujoco.MjModel, "_address")  # private API a future mujoco may drop
+    _, data, servos = make()
+    assert not servos.compiled
+    servos.command(data, np.array([0.3]))
+    servos.step(data, round(0.5 / DT))
+    assert data.qpos[servos.qpos_adr][0] == pytest.approx(0.3, abs=0.05)
 
 
 def test_commands_in_flight_are_bounded():

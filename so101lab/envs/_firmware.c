@@ -8,6 +8,7 @@
    the tests compare this one against. */
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef void (*mj_step_fn)(const void *model, void *data);
@@ -138,4 +139,25 @@ int so101_control_step(Control *c, double time, int64_t nstep) {
   for (int64_t i = 0; i < f->n; i++)
     c->agent_pos[i] = (float)(c->qpos[c->qpos_adr[i]] * c->scale[i] + c->offset[i]);
   return 0;
+}
+
+/* The layout firmware.py's ctypes structs must mirror: sizeof(Firmware), each field's offset in
+   declaration order, then the same for Control. Returns how many values it wrote (at most `capacity`).
+   firmware.py compares them with its structs at load, so a hand edit on one side cannot pass. */
+int64_t so101_struct_layout(int64_t *out, int64_t capacity) {
+  const int64_t values[] = {
+    sizeof(Firmware), offsetof(Firmware, mj_step), offsetof(Firmware, model), offsetof(Firmware, data),
+    offsetof(Firmware, ctrl), offsetof(Firmware, actuator_force), offsetof(Firmware, frictionloss),
+    offsetof(Firmware, actuator_ids), offsetof(Firmware, dof_adr), offsetof(Firmware, n),
+    offsetof(Firmware, capacity), offsetof(Firmware, dt), offsetof(Firmware, timestep),
+    offsetof(Firmware, max_step), offsetof(Firmware, friction), offsetof(Firmware, friction_load),
+    offsetof(Firmware, goal), offsetof(Firmware, pending), offsetof(Firmware, due),
+    offsetof(Firmware, commands), offsetof(Firmware, ring), offsetof(Firmware, latency),
+    sizeof(Control), offsetof(Control, firmware), offsetof(Control, action), offsetof(Control, low),
+    offsetof(Control, high), offsetof(Control, scale), offsetof(Control, offset), offsetof(Control, qpos),
+    offsetof(Control, qpos_adr), offsetof(Control, agent_pos),
+  };
+  int64_t n = (int64_t)(sizeof(values) / sizeof(values[0]));
+  for (int64_t i = 0; i < n && i < capacity; i++) out[i] = values[i];
+  return n;
 }

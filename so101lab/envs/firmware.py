@@ -2,13 +2,16 @@
 
 Python per physics step costs more than the physics itself here, so the firmware's per-step work
 runs in a small C library built at install time. Where no C compiler was available the library
-is absent and `Servos` runs its Python reference instead, with the same results.
+is absent and `Servos` runs its Python reference instead, with the same results; so it does too
+where the library's struct layout differs from the ctypes mirrors below (checked at load), or
+where the mujoco bindings no longer expose the private `_address` of their structs.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.machinery
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +48,26 @@ def _find(directory: Path, stem: str) -> Path | None:
     return None
 
 
+def expected_layout(structs: tuple[type[ctypes.Structure], ...] = (_Firmware, _Control)) -> list[int]:
+    """sizeof and field offsets of the ctypes mirrors, in the order `so101_struct_layout` writes them."""
+    return [v for st in structs for v in (ctypes.sizeof(st), *(getattr(st, name).offset for name, _ in st._fields_))]
+
+
+def layout_mismatch(lib: ctypes.CDLL, structs: tuple[type[ctypes.Structure], ...] = (_Firmware, _Control)
+                    ) -> str | None:
+    """Why the C structs and their ctypes mirrors differ, or None when they match to the byte."""
+    if not hasattr(lib, "so101_struct_layout"):
+        return "the library predates the layout check (rebuild: pip install -e .)"
+    lib.so101_struct_layout.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_int64]
+    lib.so101_struct_layout.restype = ctypes.c_int64
+    buf = (ctypes.c_int64 * 128)()
+    got = list(buf[: lib.so101_struct_layout(buf, len(buf))])
+    want = expected_layout(structs)
+    if got != want:
+        return f"C struct layout {got} != ctypes mirror {want} (edit both, then pip install -e .)"
+    return None
+
+
 def _load_libraries() -> tuple[ctypes.CDLL, int] | None:
     """Our library and the address of the `mj_step` the mujoco bindings use, or None."""
     ours = _find(Path(__file__).parent, "_firmware")
@@ -53,6 +76,11 @@ def _load_libraries() -> tuple[ctypes.CDLL, int] | None:
     if ours is None or engine is None:
         return None
     lib = ctypes.CDLL(str(ours))
+    problem = layout_mismatch(lib)
+    if problem is not None:
+        warnings.warn(f"so101lab: compiled servo firmware not used, {problem}; running the Python reference",
+                      RuntimeWarning, stacklevel=2)
+        return None
     lib.so101_firmware_step.argtypes = [ctypes.POINTER(_Firmware), ctypes.c_double, ctypes.c_int64]
     lib.so101_firmware_step.restype = None
     lib.so101_control_step.argtypes = [ctypes.POINTER(_Control), ctypes.c_double, ctypes.c_int64]
@@ -145,6 +173,13 @@ class CompiledControl:
         return self._step(self._ref, data.time, nstep)
 
 
+def has_struct_addresses() -> bool:
+    """Whether the mujoco bindings expose `_address` (private API) on MjModel and MjData."""
+    return all(hasattr(cls, "_address") for cls in (mujoco.MjModel, mujoco.MjData))
+
+
 def load(servos: Servos) -> CompiledFirmware | None:
-    """The compiled firmware for `servos`, or None where the library was not built."""
-    return None if _LIBRARIES is None else CompiledFirmware(servos, *_LIBRARIES)
+    """The compiled firmware for `servos`, or None (Python reference) where it cannot run."""
+    if _LIBRARIES is None or not has_struct_addresses():
+        return None
+    return CompiledFirmware(servos, *_LIBRARIES)
