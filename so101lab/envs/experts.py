@@ -89,16 +89,21 @@ def min_jerk(s: float) -> float:
 class ScriptedExpert:
     """Runs a task's plan. `act(obs)` reads the simulator through the env and returns joint targets.
 
-    The plan is re-read from the env at the start of every episode (detected by the sim clock
-    going back), so one expert serves a whole data-collection run.
+    Call `reset()` after every `env.reset()`: it reads the new episode's plan. A caller that does
+    not is still served: `act` replans when the sim clock went back, or when the env stands at
+    time 0 in another state than the one planned from (a second reset without a step in between).
     """
 
     def __init__(self, env: SO101Env):
         self.env = env
         self.ik = TcpIK(env.model)
         self._last_time: float | None = None
+        self._planned_qpos: np.ndarray | None = None
 
     def reset(self) -> None:
+        """Plan the episode the env was just reset to (objects as they are placed now)."""
+        self._planned_qpos = self.env.data.qpos.copy()
+        self._last_time = self.env.data.time
         self.plan = self.env.expert_plan()
         self.retries = 0
         self._pick_index = 0
@@ -169,8 +174,15 @@ class ScriptedExpert:
         self.retries = 0
 
     # ---- acting ----------------------------------------------------------------------------
+    def _env_was_reset(self) -> bool:
+        data = self.env.data
+        if self._last_time is None or data.time < self._last_time:
+            return True
+        return data.time == 0.0 and not np.array_equal(data.qpos, self._planned_qpos)
+
     def act(self, obs: dict | None = None) -> np.ndarray:
-        if self._last_time is None or self.env.data.time < self._last_time:
+        """The next joint targets (LeRobot units) of the plan."""
+        if self._env_was_reset():
             self.reset()
         self._last_time = self.env.data.time
         if self._joint_move is not None:

@@ -41,6 +41,7 @@ def run_expert(env_id: str, seed: int) -> tuple[bool, int]:
     env = gym.make(env_id, obs_mode="state")
     expert = make_expert(env)
     obs, info = env.reset(seed=seed)
+    expert.reset()
     steps, done = 0, False
     while not done:
         obs, _, terminated, truncated, info = env.step(expert.act(obs))

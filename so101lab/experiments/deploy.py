@@ -77,7 +77,11 @@ def policy_functions(args: Args, port: Port) -> tuple[Policy, Callable[[], None]
             with world.physics.lock:
                 return expert.act(obs)
 
-        return act, lambda: None
+        def reset() -> None:
+            with world.physics.lock:
+                expert.reset()
+
+        return act, reset
     from so101lab.policies import load_policy
 
     policy = load_policy(args.policy, vlm_dir=args.vlm_dir)
