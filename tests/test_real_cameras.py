@@ -1,7 +1,11 @@
 """ffmpeg cameras: a real ffmpeg process (lavfi test source stands in for v4l2), latest frame, stalls."""
 
+import glob
+import os
+import subprocess
 import time
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 
@@ -50,9 +54,42 @@ def test_setup_errors_are_specific():
         FFmpegCamera("nosuchfilter", input_format="lavfi", start_timeout=2)
 
 
-def test_find_cameras_reports_each_device():
-    for entry in find_cameras(timeout=2):
-        assert entry["device"].startswith("/dev/video")
+@pytest.fixture
+def streaming_pipe(tmp_path):
+    """A named pipe a separate ffmpeg process streams live video into, as a camera device would."""
+    pipe = tmp_path / "video0"
+    os.mkfifo(pipe)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-f", "lavfi",
+           "-i", "testsrc2=size=320x240:rate=30:duration=20", "-f", "nut", "-y", str(pipe)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield str(pipe)
+    proc.kill()
+    proc.wait()
+
+
+def test_find_cameras_reports_a_live_stream_and_a_missing_device(streaming_pipe, tmp_path):
+    missing = str(tmp_path / "video9")
+    found = find_cameras(timeout=5, devices=[streaming_pipe, missing], input_format="nut")
+    assert [e["device"] for e in found] == [streaming_pipe, missing]
+    assert found[0]["ok"] and found[0]["shape"] == [480, 640, 3]  # resized to the contract's image size
+    assert not found[1]["ok"] and "delivered no frame" in found[1]["error"]
+
+
+def test_a_camera_on_a_live_stream_delivers_new_frames(streaming_pipe):
+    cam = FFmpegCamera(streaming_pipe, 48, 64, input_format="nut")
+    try:
+        first = cam.read().copy()
+        time.sleep(0.3)
+        assert cam.frames >= 5 and not np.array_equal(cam.read(), first)
+    finally:
+        cam.close()
+
+
+@pytest.mark.skipif(not glob.glob("/dev/video*"), reason="no /dev/video* device on this machine")
+def test_find_cameras_reports_each_video_device():
+    found = find_cameras(timeout=2)
+    assert [e["device"] for e in found] == sorted(glob.glob("/dev/video*"))
+    for entry in found:
         assert entry["ok"] or entry["error"]
 
 

@@ -131,13 +131,16 @@ class FFmpegCamera:
         self._thread.join(timeout=2)
 
 
-def find_cameras(timeout: float = 5.0) -> list[dict]:
-    """Every /dev/video* device with whether one frame could be read from it (and why not)."""
+def find_cameras(timeout: float = 5.0, devices: list[str] | None = None, input_format: str = "v4l2") -> list[dict]:
+    """Each device (default: every /dev/video*) with whether one frame could be read from it (and why not).
+
+    ``devices`` and ``input_format`` let tests probe real streams without a camera (a pipe ffmpeg writes to).
+    """
     found = []
-    for device in sorted(glob.glob("/dev/video*")):
+    for device in sorted(glob.glob("/dev/video*")) if devices is None else devices:
         entry: dict = {"device": device}
         try:
-            cam = FFmpegCamera(device, start_timeout=timeout)
+            cam = FFmpegCamera(device, start_timeout=timeout, input_format=input_format)
             entry.update(ok=True, shape=list(cam.read().shape))
             cam.close()
         except (CameraError, ValueError) as exc:
