@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from so101lab.contract import CONTROL_HZ, OBS_PIXELS
 from so101lab.experiments.metrics import wilson_interval
+from so101lab.experiments.tracking import WandbMode, log_eval, start_run
 from so101lab.policies import ACTPolicy, Policy, load_policy
 
 EVAL_INFO = "eval_info.json"
@@ -35,11 +36,13 @@ class Args:
     env: str = "so101lab/PickCube-v0"
     """Gymnasium id of the sim task."""
     n_episodes: int = 10
+    """Episodes to run."""
     batch_size: int = 5
     """Envs stepped together (vectorised)."""
     seed: int = 1000
     """Episode i is reset with seed + i."""
     output_dir: Path = Path("outputs/eval")
+    """eval_info.json, videos/ and wandb files go here."""
     max_videos: int = 4
     """Write mp4s of the first this-many episodes."""
     video_camera: str | None = None
@@ -51,6 +54,7 @@ class Args:
     async_envs: bool = False
     """Step envs in subprocesses (gymnasium AsyncVectorEnv)."""
     device: str = "cpu"
+    """torch device of the policy ('cpu', 'cuda')."""
     instruction: str | None = None
     """Give the policy this instruction instead of the env's (probes whether it follows language)."""
     threads: int | None = None
@@ -59,6 +63,8 @@ class Args:
     """Override how many actions of each chunk run open loop (default: the checkpoint's)."""
     temporal_ensemble_coeff: float | None = None
     """ACT only: predict every step and average overlapping chunks with this coefficient."""
+    wandb: WandbMode = "disabled"
+    """Weights & Biases: log the results and videos ('offline' writes the run under output_dir/wandb)."""
 
 
 def _make_envs(args: Args, policy: Policy, n: int) -> gym.vector.VectorEnv:
@@ -168,6 +174,10 @@ def main(args: Args) -> dict:
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / EVAL_INFO).write_text(json.dumps(info, indent=2))
+    run = start_run(args.wandb, args.output_dir, json.loads(json.dumps(asdict(args), default=str)), "eval")
+    if run is not None:
+        log_eval(run, info)
+        run.finish()
     agg = info["aggregated"]
     print(f"{args.env}: success {agg['pc_success']:.1f}% (95% CI {low * 100:.1f}-{high * 100:.1f}) "
           f"over {len(per_episode)} episodes; {args.output_dir / EVAL_INFO}")  # fmt: skip

@@ -38,8 +38,11 @@ class Recipe:
     """What to collect and how to train; ``train`` overrides fields of ``so101lab train``'s Args."""
 
     tasks: tuple[str, ...]
+    """Env ids the demos come from and the policy is evaluated on."""
     train: dict[str, Any]
+    """Overrides of ``so101lab train``'s Args."""
     curve_points: int = 4
+    """Checkpoints evaluated for the success-vs-steps curve (the last one included)."""
     eval: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Overrides of ``so101lab eval``'s Args (how the policy executes its chunks)."""
     collect: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -80,9 +83,11 @@ RECIPES: dict[str, Recipe] = {
 @dataclass
 class Args:
     recipe: Literal["pick-cube-act", "pick-cube-smolvla", "multitask-smolvla"] = "pick-cube-act"
+    """Which experiment to run (RECIPES in this file: tasks, training settings, evaluation)."""
     output_dir: Path = Path("outputs/experiments")
     """Runs go to <output-dir>/<recipe>; demos to <output-dir>/data (shared by recipes with the same tasks)."""
     demos_per_task: int = 50
+    """Scripted demos collected per task."""
     steps: int | None = None
     """Training steps (default: the recipe's)."""
     eval_episodes: int = 50

@@ -30,6 +30,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from so101lab.contract import FEATURE_ACTION, FEATURE_IMAGE_PREFIX, FEATURE_STATE
+from so101lab.experiments.tracking import WandbMode, start_run
 from so101lab.policies import ACTConfig, ACTPolicy, SmolVLAPolicy
 from so101lab.policies.smolvla_config import SmolVLAConfig, preset_config, so101_features
 from so101lab.policies.train_state import (
@@ -57,16 +58,27 @@ class ACTOptions:
     image_size: tuple[int, int] = _ACT_DEFAULTS.image_size
     """(height, width) the cameras are resized to."""
     dim_model: int = _ACT_DEFAULTS.dim_model
+    """Width of the transformer (and of the CNN's last stage)."""
     n_heads: int = _ACT_DEFAULTS.n_heads
+    """Attention heads; must divide dim_model."""
     dim_feedforward: int = _ACT_DEFAULTS.dim_feedforward
+    """Hidden width of the transformer's feed-forward layers."""
     n_encoder_layers: int = _ACT_DEFAULTS.n_encoder_layers
+    """Transformer encoder layers over the image, state and latent tokens."""
     n_decoder_layers: int = _ACT_DEFAULTS.n_decoder_layers
+    """Transformer decoder layers producing the action chunk."""
     use_vae: bool = _ACT_DEFAULTS.use_vae
+    """Train with ACT's latent (CVAE) encoder; off: a deterministic policy."""
     kl_weight: float = _ACT_DEFAULTS.kl_weight
+    """Weight of the latent's KL term in the loss (with --act.use-vae)."""
     dropout: float = _ACT_DEFAULTS.dropout
+    """Transformer dropout (0 trains faster on a CPU; see the pick-cube-act recipe)."""
     augment_shift: int = _ACT_DEFAULTS.augment_shift
+    """Random image shift in pixels during training."""
     temporal_ensemble_coeff: float | None = _ACT_DEFAULTS.temporal_ensemble_coeff
+    """Saved with the checkpoint: predict every step and average overlapping chunks with this coefficient."""
     weight_decay: float = _ACT_DEFAULTS.optimizer_weight_decay
+    """AdamW weight decay."""
 
 
 @dataclass
@@ -84,9 +96,11 @@ class Args:
     preset: Literal["tiny", "small", "full"] = "small"
     """SmolVLA: size of a fresh policy (ignored with --policy-path)."""
     act: ACTOptions = field(default_factory=ACTOptions)
+    """ACT: size and behaviour of a fresh policy (ignored with --policy-path)."""
     steps: int = 1000
     """Total optimizer steps."""
     batch_size: int = 8
+    """Samples per optimizer step and process."""
     lr: float = 1e-4
     """Peak learning rate (AdamW; SmolVLA: betas 0.9/0.95, eps 1e-8, weight decay 1e-10 as LeRobot)."""
     warmup_steps: int | None = None
@@ -95,23 +109,30 @@ class Args:
     """Step at which the cosine reaches --decay-lr (default: --steps). Longer than --steps squeezes warmup
     and decay into the run in proportion, as LeRobot does."""
     decay_lr: float = 2.5e-6
+    """Learning rate the cosine ends at."""
     grad_clip: float = 10.0
+    """Clip the gradient's global norm to this."""
     ema_decay: float | None = None
     """Keep an exponential moving average of the weights with this decay (e.g. 0.998) and save it
     as the checkpoints' model: steadier policies from short, noisy runs. Off by default."""
     chunk_size: int = 50
     """Actions predicted per chunk (fresh policies; a loaded checkpoint keeps its own)."""
     n_action_steps: int = 50
+    """Actions of each chunk run before the next prediction, saved with a fresh policy."""
     bf16: bool = False
     """Autocast the forward pass to bfloat16."""
     save_every: int = 500
+    """Write a checkpoint every this many steps (and at the end)."""
     log_every: int = 10
+    """Write a metrics row every this many steps."""
     seed: int = 0
+    """Seeds the fresh weights, the data order and every step's randomness (resumes exactly)."""
     num_workers: int = 0
     """SmolVLA: DataLoader worker processes."""
     resume: bool = False
     """Continue from the latest checkpoint in output_dir."""
-    wandb: Literal["offline", "online", "disabled"] = "offline"
+    wandb: WandbMode = "offline"
+    """Weights & Biases: 'offline' writes the run under output_dir/wandb (upload with `wandb sync`)."""
     stop_after: int | None = None
     """Stop after this many steps of this run (time-sliced jobs); resume later with --resume."""
     device: str = "auto"
@@ -223,17 +244,6 @@ def _make_act(args: Args, meta, resume_from: Path | None) -> ACTPolicy:
     return ACTPolicy(config, _dataset_stats(meta))
 
 
-def _start_wandb(args: Args, accel) -> object | None:
-    if args.wandb == "disabled" or not accel.is_main_process:
-        return None
-    try:
-        import wandb
-    except ImportError:
-        print("so101lab train: wandb is not installed (pip install 'so101lab[wandb]'); logging to CSV only")
-        return None
-    return wandb.init(project="so101lab", mode=args.wandb, dir=str(args.output_dir), config=_jsonable(args))
-
-
 def _accelerator(args: Args):
     try:
         from accelerate import Accelerator
@@ -318,35 +328,21 @@ def _optimizer(args: Args, policy) -> tuple[list[Tensor], torch.optim.Optimizer,
 
 
 def main(args: Args) -> None:
+    """Dataset and policy, optimizer, then the loop: step, average, log, checkpoint."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     accel = _accelerator(args)
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    resume_from = _latest_checkpoint(args.output_dir) if args.resume else None
-    if args.resume and resume_from is None:
-        raise FileNotFoundError(f"--resume given but no checkpoints in {args.output_dir / 'checkpoints'}")
+    resume_from = _checkpoint_to_resume(args)
     setup = _act_setup if args.policy == "act" else _smolvla_setup
     policy, batches, loss_of_step = setup(args, accel, resume_from)
     params, optimizer, scheduler = _optimizer(args, policy)
-    start = 0
-    if resume_from is not None:
-        start = load_training_state(resume_from, optimizer, scheduler)["step"]
+    start = 0 if resume_from is None else load_training_state(resume_from, optimizer, scheduler)["step"]
     wrapped, optimizer = accel.prepare(policy, optimizer)
     core = accel.unwrap_model(wrapped)
-    average = None if args.ema_decay is None else WeightAverage(core, args.ema_decay)
-    if average is not None and resume_from is not None:  # the checkpoint's model is the average
-        load_raw_weights(resume_from, core)
-    run = _start_wandb(args, accel)
-    metrics_path = args.output_dir / METRICS_FILE
-    kept = _metrics_up_to(metrics_path, start) if accel.is_main_process else []
-    out_path = metrics_path if accel.is_main_process else Path(os.devnull)  # only rank 0 logs
-    metrics = out_path.open("w", newline="")
-    writer = csv.writer(metrics)
-    writer.writerows([list(METRIC_COLUMNS), *kept])
+    average = _weight_average(args, core, resume_from)
+    log = MetricsLog(args, accel, start)
     core.train()
-    bar = tqdm(total=args.steps, initial=start, disable=not accel.is_main_process, desc=f"train {args.policy}")
-    t0 = time.perf_counter()
-    window_t, window_n = time.perf_counter(), 0
     end = args.steps if args.stop_after is None else min(args.steps, start + args.stop_after)
     for step, batch in zip(range(start, end), batches(start), strict=False):
         loss = loss_of_step(wrapped, step, batch)
@@ -358,37 +354,88 @@ def main(args: Args) -> None:
         if average is not None:
             average.update(core, step)
         done = step + 1
-        window_n += batch[FEATURE_STATE].shape[0] * accel.num_processes
-        bar.update(1)
-        if done % args.log_every == 0 or done == args.steps:
-            now = time.perf_counter()
-            row = {
-                "step": done, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
-                "grad_norm": float(grad_norm), "samples_per_s": window_n / max(now - window_t, 1e-9),
-                "wall_s": now - t0,
-            }  # fmt: skip
-            window_t, window_n = now, 0
-            if accel.is_main_process:
-                writer.writerow([row[k] for k in METRIC_COLUMNS])
-                metrics.flush()
-                bar.set_postfix(loss=f"{row['loss']:.4f}")
-                if run is not None:
-                    run.log(row, step=done)
+        log.step(done, loss, grad_norm, scheduler.get_last_lr()[0], batch[FEATURE_STATE].shape[0])
         if done % args.save_every == 0 or done == end:
-            accel.wait_for_everyone()
-            if accel.is_main_process:
-                ckpt = args.output_dir / "checkpoints" / f"{done:06d}"
-                if average is None:
-                    core.save_pretrained(ckpt / PRETRAINED)
-                else:
-                    with average.swapped_into(core):
-                        core.save_pretrained(ckpt / PRETRAINED)
-                    save_raw_weights(ckpt, core)
-                save_training_state(ckpt, done, optimizer, scheduler, {"args": _jsonable(args)})
-    bar.close()
-    metrics.close()
-    if run is not None:
-        run.finish()
+            _save_checkpoint(args, accel, core, average, optimizer, scheduler, done)
+    log.close()
+
+
+def _checkpoint_to_resume(args: Args) -> Path | None:
+    if not args.resume:
+        return None
+    latest = _latest_checkpoint(args.output_dir)
+    if latest is None:
+        raise FileNotFoundError(f"--resume given but no checkpoints in {args.output_dir / 'checkpoints'}")
+    return latest
+
+
+def _weight_average(args: Args, core, resume_from: Path | None) -> WeightAverage | None:
+    """The EMA of the weights (--ema-decay), started from the model as it stands now."""
+    if args.ema_decay is None:
+        return None
+    average = WeightAverage(core, args.ema_decay)
+    if resume_from is not None:  # the checkpoint's model is the average; training goes on from the raw weights
+        load_raw_weights(resume_from, core)
+    return average
+
+
+def _save_checkpoint(args: Args, accel, core, average: WeightAverage | None, optimizer, scheduler, done: int) -> None:
+    """``checkpoints/<step>/``: the policy (the average, with --ema-decay) and the training state."""
+    accel.wait_for_everyone()
+    if not accel.is_main_process:
+        return
+    ckpt = args.output_dir / "checkpoints" / f"{done:06d}"
+    if average is None:
+        core.save_pretrained(ckpt / PRETRAINED)
+    else:
+        with average.swapped_into(core):
+            core.save_pretrained(ckpt / PRETRAINED)
+        save_raw_weights(ckpt, core)
+    save_training_state(ckpt, done, optimizer, scheduler, {"args": _jsonable(args)})
+
+
+class MetricsLog:
+    """Every ``log_every`` steps a row into metrics.csv, wandb and the progress bar (rank 0 only).
+
+    A resumed run keeps the rows up to its checkpoint and redoes the later ones.
+    """
+
+    def __init__(self, args: Args, accel, start: int) -> None:
+        self.args, self.main = args, accel.is_main_process
+        self.processes = accel.num_processes
+        path = args.output_dir / METRICS_FILE
+        kept = _metrics_up_to(path, start) if self.main else []
+        self.file = (path if self.main else Path(os.devnull)).open("w", newline="")
+        self.csv = csv.writer(self.file)
+        self.csv.writerows([list(METRIC_COLUMNS), *kept])
+        self.run = start_run(args.wandb, args.output_dir, _jsonable(args), "train") if self.main else None
+        self.bar = tqdm(total=args.steps, initial=start, disable=not self.main, desc=f"train {args.policy}")
+        self.t0 = self.window_t = time.perf_counter()
+        self.window_n = 0
+
+    def step(self, done: int, loss: Tensor, grad_norm: Tensor, lr: float, batch_size: int) -> None:
+        self.window_n += batch_size * self.processes
+        self.bar.update(1)
+        if done % self.args.log_every and done != self.args.steps:
+            return
+        now = time.perf_counter()
+        row = {
+            "step": done, "loss": float(loss.detach()), "lr": lr, "grad_norm": float(grad_norm),
+            "samples_per_s": self.window_n / max(now - self.window_t, 1e-9), "wall_s": now - self.t0,
+        }  # fmt: skip
+        self.window_t, self.window_n = now, 0
+        if self.main:
+            self.csv.writerow([row[k] for k in METRIC_COLUMNS])
+            self.file.flush()
+            self.bar.set_postfix(loss=f"{row['loss']:.4f}")
+            if self.run is not None:
+                self.run.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=done)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.file.close()
+        if self.run is not None:
+            self.run.finish()
 
 
 def _shard(batches: Iterator[list[int]], accel) -> Iterator[list[int]]:
