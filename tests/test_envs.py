@@ -116,7 +116,15 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="obs_mode"):
         gym.make("so101lab/PickCube-v0", obs_mode="rgb")
     with pytest.raises(ValueError, match="camera"):
-        gym.make("so101lab/PickCube-v0", cameras=("top",))
+        gym.make("so101lab/PickCube-v0", cameras=("side",))
+    with pytest.raises(ValueError, match="visual must be one of"):
+        gym.make("so101lab/PickCube-v0", visual="fancy")
+    with pytest.raises(ValueError, match="arm_color must be one of"):
+        gym.make("so101lab/PickCube-v0", arm_color="pink")
+    with pytest.raises(FileNotFoundError, match=r"camera file .*nowhere.json does not exist"):
+        gym.make("so101lab/PickCube-v0", camera_config="nowhere.json")
+    with pytest.raises(ValueError, match="image_size"):
+        gym.make("so101lab/PickCube-v0", image_size=(0, 64))
     with pytest.raises(ValueError, match="reward_type"):
         gym.make("so101lab/PickCube-v0", reward_type="shaped")
     env = make("so101lab/PickCube-v0")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from so101lab.contract import JOINT_NAMES, JOINT_RANGES_RAD
-from so101lab.envs.base import ASSETS
+from so101lab.envs.scene import ASSETS
 
 # The facts sheet's chain (shared/reference/so101-facts.md), typed in independently of the MJCF:
 # (body, position in parent, quaternion w x y z); every joint turns about its body's local z.

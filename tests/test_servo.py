@@ -201,7 +201,8 @@ def test_compiled_firmware_steps_exactly_as_the_python_reference():
     """`step` (the C firmware) gives the trajectory of `substep` + `mj_step` per physics step, on the
     SO-101 with the identified servo: small moves, slews over several steps, a torque-off stretch."""
     from so101lab.contract import JOINT_NAMES, lerobot_to_radians
-    from so101lab.envs.base import ASSETS, HOME_POSE
+    from so101lab.envs.base import HOME_POSE
+    from so101lab.envs.scene import ASSETS
 
     model = mujoco.MjModel.from_xml_path(str(ASSETS / "pick_cube.xml"))
     n_substeps = round((1 / 30) / model.opt.timestep)

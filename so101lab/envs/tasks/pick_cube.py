@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from so101lab.envs.base import COLORS, SO101Env
+from so101lab.envs.base import SO101Env
 from so101lab.envs.experts import Pick
 from so101lab.envs.tasks.common import cube_lifted, pick_terms, place_cube, sample_positions
 
@@ -14,8 +14,8 @@ class PickCubeEnv(SO101Env):
     object_names = ("a_cube",)
 
     def _reset_task(self, rng: np.random.Generator) -> str:
-        color = str(rng.choice(list(COLORS)))
-        self.set_color("a_cube", self.randomizer.jitter_color(rng, COLORS[color]))
+        color = str(rng.choice(list(self.colors)))
+        self.set_color("a_cube", self.randomizer.jitter_color(rng, self.colors[color]))
         (xy,) = sample_positions(rng, [0.02])
         place_cube(self, "a_cube", xy, rng)
         return f"pick up the {color} cube"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from so101lab.envs.base import COLORS, SO101Env
+from so101lab.envs.base import SO101Env
 from so101lab.envs.experts import Pick
 from so101lab.envs.tasks.common import above_bin, bin_xy, in_bin, place_bin, place_cube, place_terms, sample_positions
 
@@ -14,9 +14,9 @@ class PickPlaceEnv(SO101Env):
     object_names = ("a_cube",)
 
     def _reset_task(self, rng: np.random.Generator) -> str:
-        cube_color, bin_color = (str(c) for c in rng.choice(list(COLORS), 2, replace=False))
-        self.set_color("a_cube", self.randomizer.jitter_color(rng, COLORS[cube_color]))
-        self.set_color("a_bin", self.randomizer.jitter_color(rng, COLORS[bin_color]))
+        cube_color, bin_color = (str(c) for c in rng.choice(list(self.colors), 2, replace=False))
+        self.set_color("a_cube", self.randomizer.jitter_color(rng, self.colors[cube_color]))
+        self.set_color("a_bin", self.randomizer.jitter_color(rng, self.colors[bin_color]))
         bin_pos, cube_pos = sample_positions(rng, [0.065, 0.03])
         place_bin(self, "a_bin", bin_pos)
         place_cube(self, "a_cube", cube_pos, rng)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from so101lab.envs.base import COLORS, SO101Env
+from so101lab.envs.base import SO101Env
 from so101lab.envs.experts import Pick
 from so101lab.envs.tasks.common import above_bin, bin_xy, in_bin, place_bin, place_cube, place_terms, sample_positions
 
@@ -22,9 +22,9 @@ class SortCubesEnv(SO101Env):
     object_names = ("a_cube", "b_cube")
 
     def _reset_task(self, rng: np.random.Generator) -> str:
-        colors = [str(c) for c in rng.choice(list(COLORS), 2, replace=False)]
+        colors = [str(c) for c in rng.choice(list(self.colors), 2, replace=False)]
         for role, color in zip("ab", colors):
-            rgb = self.randomizer.jitter_color(rng, COLORS[color])
+            rgb = self.randomizer.jitter_color(rng, self.colors[color])
             self.set_color(f"{role}_cube", rgb)
             self.set_color(f"{role}_bin", rgb)
         sides = rng.permutation(2)

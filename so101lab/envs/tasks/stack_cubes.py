@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from so101lab.envs.base import COLORS, SO101Env
+from so101lab.envs.base import SO101Env
 from so101lab.envs.experts import Pick
 from so101lab.envs.tasks.common import CUBE_HALF, PLACE_CLEARANCE, place_cube, place_terms, sample_positions
 
@@ -27,9 +27,9 @@ class StackCubesEnv(SO101Env):
     object_names = ("a_cube", "b_cube")
 
     def _reset_task(self, rng: np.random.Generator) -> str:
-        top, bottom = (str(c) for c in rng.choice(list(COLORS), 2, replace=False))
+        top, bottom = (str(c) for c in rng.choice(list(self.colors), 2, replace=False))
         for name, color in (("a_cube", top), ("b_cube", bottom)):
-            self.set_color(name, self.randomizer.jitter_color(rng, COLORS[color]))
+            self.set_color(name, self.randomizer.jitter_color(rng, self.colors[color]))
         for name, xy in zip(self.object_names, sample_positions(rng, [0.035, 0.035])):
             place_cube(self, name, xy, rng)
         return f"stack the {top} cube on the {bottom} cube"
