@@ -14,8 +14,8 @@ from typing import Literal
 from so101lab.contract import JOINT_NAMES
 from so101lab.real.arm import check_motors
 from so101lab.real.bus import FeetechBus
-from so101lab.real.calibration import Calibration, save_calibration
-from so101lab.real.session import EnterPressed, default_calibration, wait_for_enter
+from so101lab.real.calibration import Calibration, default_calibration, save_calibration
+from so101lab.real.keyboard import EnterPressed, wait_for_enter
 from so101lab.real.setup import calibrate
 
 

@@ -19,17 +19,11 @@ import gymnasium as gym
 import numpy as np
 
 from so101lab.contract import CONTROL_HZ, DEFAULT_IMAGE_SIZE
+from so101lab.real.calibration import default_calibration
+from so101lab.real.cameras import open_cameras
 from so101lab.real.env import SO101RealEnv
-from so101lab.real.session import (
-    EnterPressed,
-    Port,
-    ask_yes_no,
-    default_calibration,
-    open_cameras,
-    open_port,
-    resolve_calibration,
-    wait_for_enter,
-)
+from so101lab.real.keyboard import EnterPressed, ask_yes_no, wait_for_enter
+from so101lab.real.ports import Port, open_port, resolve_calibration
 
 Policy = Callable[[dict, str], np.ndarray]
 

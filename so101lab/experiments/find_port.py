@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from serial.tools import list_ports
 
-from so101lab.real.session import wait_for_enter
+from so101lab.real.keyboard import wait_for_enter
 
 
 @dataclass

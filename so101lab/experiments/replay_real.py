@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 
 from so101lab.contract import FEATURE_ACTION, FEATURE_STATE, OBS_STATE
 from so101lab.datasets import DatasetMeta
+from so101lab.real.calibration import default_calibration
 from so101lab.real.env import SO101RealEnv
-from so101lab.real.session import default_calibration, open_port, resolve_calibration
+from so101lab.real.ports import open_port, resolve_calibration
 
 
 @dataclass

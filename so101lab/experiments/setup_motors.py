@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from so101lab.contract import JOINT_NAMES
 from so101lab.real.arm import MOTOR_IDS
 from so101lab.real.bus import DEFAULT_BAUDRATE, FeetechBus
-from so101lab.real.session import wait_for_enter
+from so101lab.real.keyboard import wait_for_enter
 from so101lab.real.setup import setup_motor
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from so101lab.contract import CONTROL_DT
 from so101lab.real.arm import SO101Arm
-from so101lab.real.session import EnterPressed, default_calibration
+from so101lab.real.calibration import default_calibration
+from so101lab.real.keyboard import EnterPressed
 from so101lab.real.virtual_world import task_env_id
 
 

@@ -19,6 +19,12 @@ from so101lab.real.registers import MAX_TICK
 
 GRIPPER = JOINT_NAMES.index("gripper")
 FIELDS = ("id", "drive_mode", "homing_offset", "range_min", "range_max")
+CALIBRATION_DIR = Path.home() / ".cache" / "so101lab" / "calibration"
+
+
+def default_calibration(role: str = "follower") -> Path:
+    """Where `so101lab calibrate` writes an arm's file when no path is given (``role``: follower, leader)."""
+    return CALIBRATION_DIR / f"so101_{role}.json"
 
 
 @dataclass(frozen=True)

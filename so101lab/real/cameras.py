@@ -35,6 +35,22 @@ class CameraSource(Protocol):
     def close(self) -> None: ...
 
 
+class VirtualCameras(Protocol):
+    """Where bare camera names come from (a virtual arm's scene; `so101lab.real.ports.Port`)."""
+
+    def virtual_camera(self, name: str, height: int, width: int) -> CameraSource: ...
+
+
+def open_cameras(specs: tuple[str, ...], virtual: VirtualCameras,
+                 image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE) -> dict[str, CameraSource]:
+    """``name=/dev/videoN`` -> an ffmpeg camera; a bare ``name`` -> that camera of the virtual scene."""
+    cams: dict[str, CameraSource] = {}
+    for spec in specs:
+        name, _, device = spec.partition("=")
+        cams[name] = FFmpegCamera(device, *image_size) if device else virtual.virtual_camera(name, *image_size)
+    return cams
+
+
 class FFmpegCamera:
     """A camera read by an ffmpeg process writing raw RGB frames to a pipe."""
 
