@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "find-cameras": ("so101lab.experiments.find_cameras", "List cameras and whether they deliver frames."),
     "setup-motors": ("so101lab.experiments.setup_motors", "Assign motor ids and baud, one motor at a time."),
     "calibrate": ("so101lab.experiments.calibrate", "Calibrate an arm (LeRobot calibration file)."),
+    "calibrate-camera": ("so101lab.experiments.calibrate_camera",
+                         "Print a ChArUco board; camera intrinsics + pose from its photos (camera file)."),
     "teleoperate": ("so101lab.experiments.teleoperate", "Leader arm drives the follower and/or a sim twin."),
     "record": ("so101lab.experiments.record_real", "Record a LeRobot dataset on the real (or virtual) arm."),
     "replay": ("so101lab.experiments.replay_real", "Replay a recorded episode's actions on the arm."),
