@@ -161,10 +161,7 @@ def calibrate(pose_photo: str | Path, photos: Sequence[str | Path], board: Board
     r_base_board = placement.rotation()
     rotation = r_base_board @ r_cam_board.T  # camera axes -> base axes
     position = placement.to_base((-r_cam_board.T @ tvec).reshape(1, 3))[0]
-    if intrinsics is not None:
-        kept = intrinsics.distortion
-    else:
-        kept = tuple(float(v) for v in dist) if np.any(dist) else ()
+    kept = tuple(float(v) for v in dist) if np.any(dist) else ()  # given intrinsics: theirs, as given
     camera = MountedCamera(name, width, height, float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]),
                            "world", tuple(position.tolist()), tuple(matrix_to_quat(rotation).tolist()), kept)
     return Calibration(camera, errors, {d.photo: len(d.image_points) for d in detections}, method, focal_std)
