@@ -89,10 +89,12 @@ class SO101Env(gym.Env):
         visual: str | None = None,
         arm_color: str | tuple[float, float, float] = DEFAULT_ARM_COLOR,
         camera_config: str | Path | tuple[MountedCamera, ...] | None = None,
+        shadows: bool = True,
     ):
         """`cameras` default to the camera file's (else front and wrist), `image_size` (height,
         width) to each camera's size in the file (else 480x640); `visual` to "mesh" where the
-        official meshes are installed. `arm_color` names a printed-part colour (or is an RGB)."""
+        official meshes are installed. `arm_color` names a printed-part colour (or is an RGB).
+        `shadows=False` renders about twice as fast on a software renderer, without the depth cue."""
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
         if reward_type not in REWARD_TYPES:
@@ -109,7 +111,7 @@ class SO101Env(gym.Env):
         cameras = tuple(cameras or file_cameras or DEFAULT_CAMERAS)
         self.visual = visual or default_visual()
         self.arm_rgb = arm_rgb(arm_color)
-        self.model = build_model(self.xml_file, self.visual, arm_color, tuple(file_cameras.values()))
+        self.model = build_model(self.xml_file, self.visual, arm_color, tuple(file_cameras.values()), shadows)
         self.data = mujoco.MjData(self.model)
         unknown = [c for c in cameras if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, c) < 0]
         if unknown:

@@ -22,9 +22,13 @@ _PIXEL_PITCH = 3e-6  # m; any value works, MuJoCo only uses focal length / senso
 
 
 def build_model(xml_file: str, visual: str, arm_color, cameras: tuple[MountedCamera, ...] = (),
-                mesh_dir: str | Path | None = None) -> mujoco.MjModel:
+                shadows: bool = True, mesh_dir: str | Path | None = None) -> mujoco.MjModel:
+    """`shadows=False` trades the key light's shadow (a second render pass) for speed."""
     spec = mujoco.MjSpec.from_file(str(ASSETS / xml_file))
     apply_look(spec, visual, arm_color, mesh_dir=mesh_dir)
+    if not shadows:
+        for light in spec.lights:
+            light.castshadow = False
     for camera in cameras:
         place_camera(spec, camera)
     width = max([c.width for c in cameras], default=0)
