@@ -149,6 +149,7 @@ class MjxEnv:
             raise ValueError(f"MjxEnv runs state mode only, got obs_mode={env_kwargs['obs_mode']!r}")
         if env_kwargs.get("reward_type", "sparse") != "sparse":
             raise ValueError(f"MjxEnv computes the sparse reward only, got reward_type={env_kwargs['reward_type']!r}")
+        env_kwargs.setdefault("visual", "primitive")  # MJX draws nothing; the mesh look's geoms are dead weight
         self.cpu: SO101Env = gym.make(env_id, **env_kwargs).unwrapped
         self.env_id = env_id
         self.devices = tuple(jax.local_devices() if devices is None else devices)
