@@ -7,7 +7,7 @@ A camera file is JSON::
                   "fx": 520.0, "fy": 520.0, "cx": 320.0, "cy": 240.0,
                   "mount": "world", "pos": [0.55, 0.0, 0.32], "quat": [w, x, y, z]}]}
 
-Intrinsics are the pinhole model in pixels (OpenCV's). The pose is the camera frame in its
+Intrinsics are the pinhole model in pixels (OpenCV's: pixel centres at whole coordinates). The pose is the camera frame in its
 mount's frame, in OpenCV's camera axes (x right, y down, z along the view): `mount` is
 ``"world"`` (the arm's base frame: x forward, z up, origin under the base) or ``"gripper"`` (the
 wrist-roll body, for a wrist camera). `so101lab calibrate-camera` writes such a file; sim envs
@@ -56,7 +56,7 @@ class MountedCamera:
                              f"{self.width}x{self.height}")
         if not (self.fx > 0 and self.fy > 0):
             raise ValueError(f"{where}: focal lengths fx, fy must be positive pixels, got {self.fx}, {self.fy}")
-        if not (0 <= self.cx <= self.width and 0 <= self.cy <= self.height):
+        if not (-0.5 <= self.cx <= self.width - 0.5 and -0.5 <= self.cy <= self.height - 0.5):
             raise ValueError(f"{where}: principal point ({self.cx}, {self.cy}) lies outside the "
                              f"{self.width}x{self.height} image")
         if self.mount not in MOUNTS:
@@ -80,13 +80,14 @@ class MountedCamera:
     def from_fov(cls, name: str, width: int, height: int, fovy_deg: float, **pose) -> MountedCamera:
         """A camera with square pixels, a centred principal point and a vertical field of view."""
         f = height / (2 * np.tan(np.radians(fovy_deg) / 2))
-        return cls(name, width, height, f, f, width / 2, height / 2, **pose)
+        return cls(name, width, height, f, f, (width - 1) / 2, (height - 1) / 2, **pose)
 
     def scaled(self, width: int, height: int) -> MountedCamera:
-        """The same camera delivering another image size (intrinsics scale with it)."""
+        """The same camera delivering another image size (intrinsics scale with it; pixel centres
+        are at whole coordinates, so the principal point scales about -0.5)."""
         sx, sy = width / self.width, height / self.height
-        return MountedCamera(self.name, width, height, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy,
-                             self.mount, self.pos, self.quat, self.distortion)
+        return MountedCamera(self.name, width, height, self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5,
+                             (self.cy + 0.5) * sy - 0.5, self.mount, self.pos, self.quat, self.distortion)
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ class DomainRandomization:
 
     object_color: float = 0.08  # +- jitter of each RGB channel around the named colour
     light_intensity: float = 0.25  # +- relative change of the key light and headlight
-    light_direction: float = 0.3  # +- change of each key light direction component
+    light_direction: float = 0.15  # +- change of each key light direction component (steep: shadows in the map)
     table_color: float = 0.12  # +- jitter of the table RGB tint
     camera_position: float = 0.01  # +- metres on each axis of the fixed cameras
     camera_rotation: float = 0.03  # +- radians about each axis of the fixed cameras

@@ -49,8 +49,9 @@ def place_camera(spec: mujoco.MjSpec, camera: MountedCamera) -> None:
     cam.resolution = [camera.width, camera.height]
     cam.sensor_size = [camera.width * _PIXEL_PITCH, camera.height * _PIXEL_PITCH]
     cam.focal_pixel = [camera.fx, camera.fy]
-    # MuJoCo's principal point is the offset of the image centre from it (measured: tests/test_cameras.py).
-    cam.principal_pixel = [camera.width / 2 - camera.cx, camera.height / 2 - camera.cy]
+    # MuJoCo's principal point is the offset of the image centre (pixel-edge coordinates) from it;
+    # camera files use OpenCV's pixel-centre coordinates, half a pixel apart (tests/test_cameras.py).
+    cam.principal_pixel = [camera.width / 2 - (camera.cx + 0.5), camera.height / 2 - (camera.cy + 0.5)]
 
 
 def camera_from_model(model: mujoco.MjModel, name: str, width: int, height: int) -> MountedCamera:
@@ -61,11 +62,11 @@ def camera_from_model(model: mujoco.MjModel, name: str, width: int, height: int)
         focal, offset = model.cam_intrinsic[cam.id, :2], model.cam_intrinsic[cam.id, 2:]
         fx, fy = focal / sensor * (width, height)
         ppx, ppy = offset / sensor * resolution
-        cx = width / 2 - ppx * width / resolution[0]
-        cy = height / 2 - ppy * height / resolution[1]
+        cx = width / 2 - ppx * width / resolution[0] - 0.5
+        cy = height / 2 - ppy * height / resolution[1] - 0.5
     else:
         fy = height / (2 * np.tan(np.radians(model.cam_fovy[cam.id]) / 2))
-        fx, cx, cy = fy, width / 2, height / 2
+        fx, cx, cy = fy, (width - 1) / 2, (height - 1) / 2
     body = model.body(int(model.cam_bodyid[cam.id])).name
     mounts = {v: k for k, v in MOUNT_BODIES.items()}
     if body not in mounts:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 import gymnasium as gym
 import numpy as np
 
+from so101lab.camera_file import load_camera_file
 from so101lab.contract import (
     CONTROL_DT,
     CONTROL_HZ,
@@ -60,7 +61,10 @@ class SO101RealEnv(gym.Env):
     def __init__(self, port: str, calibration: Calibration | str | Path,
                  cameras: Mapping[str, CameraSource | str] | None = None, *,
                  image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE, max_relative_target: float | None = None,
-                 task: str = "", episode_hooks: EpisodeHooks | None = None, render_mode: str | None = None):
+                 task: str = "", episode_hooks: EpisodeHooks | None = None, render_mode: str | None = None,
+                 camera_config: str | Path | None = None):
+        """`camera_config`: a camera file (so101lab.camera_file); its cameras' names and sizes are the
+        ones recorded, so a dataset from this arm matches one from a sim env given the same file."""
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
         self.render_mode = render_mode
@@ -68,15 +72,20 @@ class SO101RealEnv(gym.Env):
         self.hooks = episode_hooks
         self.arm = SO101Arm(port, calibration, role="follower", max_relative_target=max_relative_target)
         self.cameras: dict[str, CameraSource] = {}
+        sizes = {c.name: (c.height, c.width) for c in load_camera_file(camera_config)} if camera_config else {}
+        unknown = [name for name in (cameras or {}) if sizes and name not in sizes]
+        if unknown:
+            raise ValueError(f"camera(s) {unknown} are not in the camera file {camera_config} (it has {sorted(sizes)})")
         try:
             for name, source in (cameras or {}).items():
-                self.cameras[name] = FFmpegCamera(source, *image_size) if isinstance(source, str) else source
+                size = sizes.get(name, image_size)
+                self.cameras[name] = FFmpegCamera(source, *size) if isinstance(source, str) else source
             self.arm.connect()
         except BaseException:
             _shutdown(self.arm, self.cameras)
             raise
         self._finalizer = weakref.finalize(self, _shutdown, self.arm, self.cameras)
-        self.specs = tuple(CameraSpec(n, *image_size) for n in self.cameras)
+        self.specs = tuple(CameraSpec(n, *sizes.get(n, image_size)) for n in self.cameras)
         self.action_space = joint_space()
         self.observation_space = observation_space(self.specs)
         self._next_tick: float | None = None
