@@ -136,3 +136,21 @@ def test_missing_calibration_or_camera_fails_before_moving(world):
         gym.make(REAL_ENV_ID, port=world.port, calibration=world.calibration(),
                  cameras={"front": "/dev/video77"})
     assert not world.arm.torque_enabled().any()
+
+
+def test_camera_file_sets_the_recorded_names_and_sizes(world, tmp_path):
+    """Real-v0 given the camera file a sim env renders records the same names and sizes."""
+    from so101lab.camera_file import MountedCamera, save_camera_file
+
+    path = save_camera_file(tmp_path / "cams.json", [MountedCamera.from_fov("front", 64, 48, 40.0)])
+    env = make(world, {"front": world.camera("front", 48, 64)}, camera_config=path)
+    obs, _ = env.reset(seed=0)
+    assert obs["pixels"]["front"].shape == (48, 64, 3)
+    assert env.observation_space["pixels"]["front"].shape == (48, 64, 3)
+    env.close()
+    sim = gym.make("so101lab/PickCube-v0", camera_config=path, visual="primitive")
+    assert sim.observation_space["pixels"] == env.observation_space["pixels"]
+    with pytest.raises(ValueError, match="delivers 96x128 but the camera file"):
+        make(world, {"front": world.camera("front", 96, 128)}, camera_config=path)
+    with pytest.raises(ValueError, match=r"\['wrist'\] are not in the camera file"):
+        make(world, {"wrist": world.camera("wrist", 48, 64)}, camera_config=path)

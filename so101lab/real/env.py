@@ -79,6 +79,10 @@ class SO101RealEnv(gym.Env):
         try:
             for name, source in (cameras or {}).items():
                 size = sizes.get(name, image_size)
+                delivered = (getattr(source, "height", None), getattr(source, "width", None))
+                if name in sizes and None not in delivered and delivered != size:
+                    raise ValueError(f"camera {name!r} delivers {delivered[0]}x{delivered[1]} but the camera "
+                                     f"file {camera_config} says {size[0]}x{size[1]}")
                 self.cameras[name] = FFmpegCamera(source, *size) if isinstance(source, str) else source
             self.arm.connect()
         except BaseException:
