@@ -7,8 +7,8 @@ A camera file is JSON::
                   "fx": 520.0, "fy": 520.0, "cx": 320.0, "cy": 240.0,
                   "mount": "world", "pos": [0.55, 0.0, 0.32], "quat": [w, x, y, z]}]}
 
-Intrinsics are the pinhole model in pixels (OpenCV's: pixel centres at whole coordinates). The pose is the camera frame in its
-mount's frame, in OpenCV's camera axes (x right, y down, z along the view): `mount` is
+Intrinsics are the pinhole model in pixels (OpenCV's: pixel centres at whole coordinates). The
+pose is the camera frame in its mount's frame, in OpenCV's camera axes (x right, y down, z along the view): `mount` is
 ``"world"`` (the arm's base frame: x forward, z up, origin under the base) or ``"gripper"`` (the
 wrist-roll body, for a wrist camera). `so101lab calibrate-camera` writes such a file; sim envs
 render it (`gym.make(..., camera_config=FILE)`) and `Real-v0` takes its names and sizes, so sim
