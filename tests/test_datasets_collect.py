@@ -112,7 +112,9 @@ def test_seed_order_releases_results_in_seed_order() -> None:
         (["--image-size", "48", "63"], "image width 63 is odd"),
         (["--image-size", "4096", "4096", "--workers", "64"], "64 recording process(es) with 2 camera(s) of 4096x4096"),
         (["--vcodec", "vp9"], "unknown video codec 'vp9'; choose one of libsvtav1, h264"),
-        (["--cameras", "front", "nosuchcam"], "--cameras: unknown camera(s) ['nosuchcam']; this scene has ["),
+        (["--cameras", "front", "nosuchcam"],
+         "--cameras/--camera-config/--visual: unknown camera(s) ['nosuchcam']; this scene has ["),
+        (["--camera-config", "nowhere.json"], "camera file nowhere.json does not exist"),
         (["--cameras", "front", "front"], "--cameras must name one or more distinct cameras"),
         (["--env-id", "so101lab/PickCubes-v0"], "unknown --env-id 'so101lab/PickCubes-v0'"),
         (["--episodes", "0"], "--episodes must be >= 1, got 0"),
@@ -188,3 +190,21 @@ def test_failed_episodes_are_dropped_or_kept(tmp_path: Path, monkeypatch, keep_f
     writer.save_episode(result["data"], extra={"seed": 0, "success": False})
     ds = LeRobotDataset(root)
     assert len(ds) == 6 and ds.meta.episodes[0]["success"] is False
+
+
+def test_collect_records_a_camera_files_cameras(tmp_path: Path) -> None:
+    """`--camera-config`: the dataset holds the file's cameras at the file's sizes, rendered with its intrinsics."""
+    from so101lab.camera_file import MountedCamera, look_at, save_camera_file
+
+    pos, quat = look_at((0.5, 0.2, 0.3), (0.18, 0.0, 0.0))
+    cams = save_camera_file(tmp_path / "cams.json", [
+        MountedCamera.from_fov("side", 64, 48, 45.0, pos=pos, quat=quat),
+        MountedCamera.from_fov("wrist", 48, 32, 75.0, mount="gripper", pos=(0.0, -0.032, -0.045)),
+    ])
+    root = tmp_path / "ds"
+    cli_main(["collect", "--root", str(root), "--episodes", "1", "--workers", "1", "--camera-config", str(cams),
+              "--visual", "primitive"])  # fmt: skip
+    ds = LeRobotDataset(root)
+    shapes = {k: tuple(v["shape"]) for k, v in ds.meta.features.items() if k.startswith("observation.images.")}
+    assert shapes == {"observation.images.side": (48, 64, 3), "observation.images.wrist": (32, 48, 3)}
+    assert ds[0]["observation.images.side"].shape[-2:] == (48, 64)

@@ -20,13 +20,12 @@ import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tqdm import tqdm
 
 from so101lab.contract import (
     DEFAULT_CAMERAS,
-    DEFAULT_IMAGE_SIZE,
     FEATURE_ACTION,
     FEATURE_STATE,
     OBS_PIXELS,
@@ -53,10 +52,14 @@ class Args:
     seed: int | None = None
     """Seed of the first attempt, later attempts use the following ones (default: 0, or one past the
     highest seed of --env-id already in --root)."""
-    cameras: tuple[str, ...] = DEFAULT_CAMERAS
-    """Cameras to record."""
-    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
-    """Camera image (height, width)."""
+    cameras: tuple[str, ...] | None = None
+    """Cameras to record (default: the camera file's, else front and wrist)."""
+    image_size: tuple[int, int] | None = None
+    """Camera image (height, width) (default: each camera's size in the camera file, else 480x640)."""
+    camera_config: Path | None = None
+    """Camera file (`so101lab calibrate-camera` writes one): poses, intrinsics and sizes of the cameras."""
+    visual: Literal["mesh", "primitive"] | None = None
+    """The arm's look (default: the official meshes where `so101lab[meshes]` is installed)."""
     keep_failed: bool = False
     """Save episodes where the expert failed too (otherwise they are dropped and another seed runs)."""
     max_attempts: int | None = None
@@ -76,8 +79,9 @@ class Args:
     """Allow adding episodes of --env-id to a dataset that holds other env ids."""
 
 
-def check_args(args: Args) -> None:
-    """Every argument, checked before the dataset directory is created (errors are one line)."""
+def check_args(args: Args) -> tuple[CameraSpec, ...]:
+    """Every argument, checked before the dataset directory is created (errors are one line);
+    returns the cameras the env will render (names and sizes)."""
     import gymnasium as gym
 
     from so101lab.datasets.checks import check_recording
@@ -92,21 +96,36 @@ def check_args(args: Args) -> None:
                                 f"{args.noise_deg} and {args.noise_seconds}")
     if args.env_id not in SIM_ENV_IDS:
         raise DatasetInputError(f"unknown --env-id {args.env_id!r}; collect runs {', '.join(SIM_ENV_IDS)}")
-    if not args.cameras or len(set(args.cameras)) != len(args.cameras):
+    if args.cameras is not None and (not args.cameras or len(set(args.cameras)) != len(args.cameras)):
         raise DatasetInputError(f"--cameras must name one or more distinct cameras, got {list(args.cameras)}")
-    check_recording(*args.image_size, len(args.cameras), args.workers, args.vcodec)
+    if args.image_size is not None:
+        check_recording(*args.image_size, len(args.cameras or DEFAULT_CAMERAS), args.workers, args.vcodec)
     try:  # loads the scene only (no renderer): cheap, and the env's own check of camera names
-        gym.make(args.env_id, cameras=args.cameras, image_size=args.image_size).close()
-    except ValueError as e:
-        raise DatasetInputError(f"--cameras: {e}") from None
+        env = gym.make(args.env_id, **env_kwargs(args))
+    except (ValueError, FileNotFoundError) as e:
+        raise DatasetInputError(f"--cameras/--camera-config/--visual: {e}") from None
+    except ModuleNotFoundError as e:
+        raise DatasetInputError(f"--visual: {e}") from None
+    cams = env.unwrapped.cameras
+    env.close()
+    largest = max(cams, key=lambda c: c.height * c.width)
+    check_recording(largest.height, largest.width, len(cams), args.workers, args.vcodec)
+    return cams
+
+
+def env_kwargs(args: Args) -> dict[str, Any]:
+    """The env options the arguments ask for (what the workers build their env with)."""
+    kwargs = {"cameras": args.cameras, "image_size": args.image_size, "visual": args.visual,
+              "camera_config": str(args.camera_config) if args.camera_config else None}
+    return {k: v for k, v in kwargs.items() if v is not None}
 
 
 @dataclass
 class _Job:
     root: Path
     env_id: str
+    env_kwargs: dict[str, Any]
     cameras: tuple[str, ...]
-    image_size: tuple[int, int]
     features: dict[str, Any]
     vcodec: str
     keep_failed: bool
@@ -127,15 +146,10 @@ def run_episode(job: _Job, seed: int) -> dict[str, Any]:
     from so101lab.envs import make_expert
     from so101lab.envs.experts import ExecutionNoise
 
-    key = (job.env_id, job.cameras, job.image_size, job.max_steps)
+    key = (job.env_id, sorted(job.env_kwargs.items()), job.max_steps)
     if _ENV.get("key") != key:
         limit = {"max_episode_steps": job.max_steps} if job.max_steps else {}
-        _ENV.update(
-            key=key,
-            env=gym.make(
-                job.env_id, obs_mode="pixels_agent_pos", cameras=job.cameras, image_size=job.image_size, **limit
-            ),
-        )
+        _ENV.update(key=key, env=gym.make(job.env_id, obs_mode="pixels_agent_pos", **job.env_kwargs, **limit))
     env = _ENV["env"]
     expert = make_expert(env)
     fps = int(env.metadata.get("render_fps", 30))
@@ -191,15 +205,14 @@ def collect(args: Args) -> dict[str, Any]:
     from so101lab.datasets import DatasetWriter, VideoSettings, robot_features
     from so101lab.datasets.resume import check_env_id, first_seed
 
-    check_args(args)
-    cams = tuple(CameraSpec(c, *args.image_size) for c in args.cameras)
+    cams = check_args(args)
     max_attempts = args.max_attempts or 2 * args.episodes + 10
     with DatasetWriter(args.root, robot_features(cams), video=VideoSettings(vcodec=args.vcodec)) as writer:
         check_env_id(writer.episodes, args.env_id, args.root, args.allow_mixed_env_ids)
         seed = first_seed(writer.episodes, args.seed, max_attempts, args.root, args.env_id,
                           args.allow_duplicate_seeds)  # fmt: skip
         start_episodes = writer.num_episodes
-        saved, attempts, successes = _run(args, writer, seed, max_attempts)
+        saved, attempts, successes = _run(args, writer, seed, max_attempts, tuple(c.name for c in cams))
         summary = {
             "root": str(args.root),
             "env_id": args.env_id,
@@ -216,10 +229,11 @@ def collect(args: Args) -> dict[str, Any]:
     return summary
 
 
-def _run(args: Args, writer: DatasetWriter, seed: int, max_attempts: int) -> tuple[int, int, int]:
+def _run(args: Args, writer: DatasetWriter, seed: int, max_attempts: int,
+         cameras: tuple[str, ...]) -> tuple[int, int, int]:
     """Attempts from ``seed`` on in worker processes, committed in seed order; (saved, attempts, successes)."""
     job = _Job(
-        args.root, args.env_id, args.cameras, args.image_size, writer.features, args.vcodec, args.keep_failed,
+        args.root, args.env_id, env_kwargs(args), cameras, writer.features, args.vcodec, args.keep_failed,
         args.max_steps, args.noise_deg, args.noise_seconds,
     )  # fmt: skip
     order = SeedOrder(seed)
