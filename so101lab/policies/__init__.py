@@ -10,6 +10,7 @@ import torch
 from so101lab.policies.act import ACTPolicy
 from so101lab.policies.act_config import LEGACY_POLICY_TYPE, ACTConfig
 from so101lab.policies.chunking import ActionQueue, TemporalEnsembler
+from so101lab.policies.device import resolve_device, resolve_dtype
 from so101lab.policies.smolvla_config import CONFIG_NAME, SmolVLAConfig
 from so101lab.policies.smolvla_policy import SmolVLAPolicy
 from so101lab.policies.train_state import PRETRAINED
@@ -18,23 +19,31 @@ Policy = ACTPolicy | SmolVLAPolicy
 
 
 def load_policy(
-    path: str | Path, device: str | torch.device = "cpu", vlm_dir: str | Path | None = None
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    vlm_dir: str | Path | None = None,
+    dtype: str | torch.dtype = "float32",
 ) -> Policy:
     """The checkpoint in ``path``, as the policy class its config.json ``type`` names.
 
     ``path`` is a policy directory or a training checkpoint (``checkpoints/<step>``), whose
     ``pretrained_model/`` is the policy: ``so101lab train`` prints and lists the latter.
+    ``device`` may be ``auto`` (cuda, mps, cpu); ``dtype`` is the inference precision.
     """
     path = policy_dir(path)
     kind = json.loads((path / CONFIG_NAME).read_text()).get("type")
+    where = resolve_device(device)
     if kind in (ACTConfig.policy_type, LEGACY_POLICY_TYPE):
-        return ACTPolicy.from_pretrained(path, device=device)
-    if kind == SmolVLAConfig.policy_type:
-        return SmolVLAPolicy.from_pretrained(path, vlm_dir=vlm_dir, device=device)
-    raise ValueError(
-        f"{path / CONFIG_NAME}: policy type {kind!r} is not supported ({ACTConfig.policy_type}, "
-        f"{SmolVLAConfig.policy_type})"
-    )
+        policy: Policy = ACTPolicy.from_pretrained(path, device=where)
+    elif kind == SmolVLAConfig.policy_type:
+        policy = SmolVLAPolicy.from_pretrained(path, vlm_dir=vlm_dir, device=where)
+    else:
+        raise ValueError(
+            f"{path / CONFIG_NAME}: policy type {kind!r} is not supported ({ACTConfig.policy_type}, "
+            f"{SmolVLAConfig.policy_type})"
+        )
+    policy.set_inference_precision(resolve_dtype(dtype, where))
+    return policy
 
 
 def policy_dir(path: str | Path) -> Path:

@@ -23,6 +23,7 @@ from so101lab.contract import FEATURE_ACTION, FEATURE_STATE, OBS_PIXELS, OBS_STA
 from so101lab.policies.act_config import ACTConfig
 from so101lab.policies.checkpoint import load_model_state, load_stats, save_checkpoint_files
 from so101lab.policies.chunking import ActionQueue, TemporalEnsembler
+from so101lab.policies.device import inference_precision, set_precision
 
 Stats = dict[str, dict[str, Tensor]]
 
@@ -131,6 +132,7 @@ class ACTPolicy(nn.Module):
         image_std = torch.stack([self.stats[k]["std"].reshape(3) for k in config.image_features])
         self.register_buffer("image_mean", image_mean[None, :, :, None, None], persistent=False)
         self.register_buffer("image_std", image_std[None, :, :, None, None], persistent=False)
+        self.inference_dtype = torch.float32
         self.reset()
 
     # --- checkpoints ------------------------------------------------------------------------------
@@ -150,6 +152,11 @@ class ACTPolicy(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.model.action_out.weight.device
+
+    def set_inference_precision(self, dtype: torch.dtype) -> None:
+        """Run chunks in ``dtype`` (weights cast once, autocast at inference); float32 changes nothing."""
+        set_precision(self.model, dtype)
+        self.inference_dtype = dtype
 
     # --- preprocessing ----------------------------------------------------------------------------
 
@@ -236,8 +243,9 @@ class ACTPolicy(nn.Module):
         state = torch.as_tensor(np.asarray(obs[OBS_STATE]), dtype=torch.float32)
         state = state[None] if state.ndim == 1 else state
         images, state = self.normalize_inputs(self.observation_images(obs).to(self.device), state.to(self.device))
-        pred, _, _ = self.model(images, state)
-        return (pred * self.action_std + self.action_mean).cpu()
+        with inference_precision(self.device, self.inference_dtype):
+            pred, _, _ = self.model(images, state)
+        return (pred.float() * self.action_std + self.action_mean).cpu()
 
     @torch.no_grad()
     def select_action(self, obs: Mapping[str, object], task: str | list[str] | None = None) -> np.ndarray:

@@ -24,6 +24,7 @@ from so101lab.policies.checkpoint import (
     save_checkpoint,
 )
 from so101lab.policies.chunking import ActionQueue
+from so101lab.policies.device import inference_precision, set_precision
 from so101lab.policies.smolvla_config import SmolVLAConfig
 from so101lab.policies.smolvla_model import SmolVLAFlowMatching
 from so101lab.policies.smolvla_processor import ModelInputs, SmolVLAProcessor, Stats
@@ -46,6 +47,7 @@ class SmolVLAPolicy(nn.Module):
             load_vlm_weights(self.model.vlm_with_expert.vlm, self.vlm_dir)
         self.processor = SmolVLAProcessor(config, tokenizer, stats)
         self.queue = ActionQueue(config.n_action_steps)
+        self.inference_dtype = torch.float32
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -77,6 +79,12 @@ class SmolVLAPolicy(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.model.action_out_proj.weight.device
+
+    def set_inference_precision(self, dtype: torch.dtype) -> None:
+        """Run chunks in ``dtype`` (weights cast once, autocast at inference); float32 changes nothing,
+        so a checkpoint's own mixed float32/bfloat16 layout (and LeRobot parity) is kept."""
+        set_precision(self.model, dtype)
+        self.inference_dtype = dtype
 
     # --- training ---------------------------------------------------------------------------------
 
@@ -122,10 +130,11 @@ class SmolVLAPolicy(nn.Module):
         """Raw batch -> unnormalised action chunk [B, chunk_size, action_dim]."""
         self.eval()
         inputs = self.processor.preprocess(batch, self.device)
-        actions = self.model.sample_actions(
-            inputs.images, inputs.img_masks, inputs.lang_tokens, inputs.lang_masks, inputs.state, noise
-        )
-        return self.processor.postprocess(actions).cpu()
+        with inference_precision(self.device, self.inference_dtype):
+            actions = self.model.sample_actions(
+                inputs.images, inputs.img_masks, inputs.lang_tokens, inputs.lang_masks, inputs.state, noise
+            )
+        return self.processor.postprocess(actions.float()).cpu()
 
     def reset(self) -> None:
         """Drop queued actions; call when an episode starts (also applies a changed n_action_steps)."""
