@@ -6,24 +6,36 @@ policy sees a batched observation). Episode ``i`` is reset with seed ``seed + i`
 max_reward, success, seed; aggregated: avg_sum_reward, avg_max_reward, pc_success, eval_s,
 eval_ep_s) plus a 95 % Wilson interval of the success rate, and mp4 videos of the first
 episodes from one camera.
+
+Latency-aware evaluation (``--latency-ms``, ``--measured-latency``, ``--async``): simulated time
+keeps running while the policy computes, so the success rate is the one a real arm would see
+with that policy on that hardware. ``--async`` gets chunks from a policy server process
+(spawned, or ``--server``) while the current chunk runs (``so101lab.inference.runner``); each
+episode then also reports stalls (steps the arm held still waiting for a chunk).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
+import tyro
 from tqdm import tqdm
 
 from so101lab.contract import CONTROL_HZ, OBS_PIXELS
 from so101lab.experiments.metrics import wilson_interval
 from so101lab.experiments.tracking import WandbMode, log_eval, start_run
+from so101lab.inference.runner import Aggregate
+from so101lab.inference.sources import LoopFactory
 from so101lab.policies import ACTPolicy, Policy, load_policy
+from so101lab.policies.device import DeviceName, DtypeName
 
 EVAL_INFO = "eval_info.json"
 
@@ -53,8 +65,10 @@ class Args:
     """Cut episodes after this many steps (default: the env's own limit)."""
     async_envs: bool = False
     """Step envs in subprocesses (gymnasium AsyncVectorEnv)."""
-    device: str = "cpu"
-    """torch device of the policy ('cpu', 'cuda')."""
+    device: DeviceName = "auto"
+    """torch device of the policy: auto (cuda, then mps, then cpu), cpu, cuda or mps."""
+    dtype: DtypeName = "float32"
+    """Inference precision (float32 is LeRobot's numbers; bfloat16 is faster on GPUs and AMX CPUs)."""
     instruction: str | None = None
     """Give the policy this instruction instead of the env's (probes whether it follows language)."""
     threads: int | None = None
@@ -65,24 +79,55 @@ class Args:
     """ACT only: predict every step and average overlapping chunks with this coefficient."""
     wandb: WandbMode = "disabled"
     """Weights & Biases: log the results and videos ('offline' writes the run under output_dir/wandb)."""
+    async_inference: Annotated[bool, tyro.conf.arg(name="async")] = False
+    """Async inference: a policy server process computes the next chunk while the current one runs."""
+    latency_ms: float | None = None
+    """Simulated time runs on for this declared inference latency (ms) per chunk (default: the world
+    waits for the policy, or with --async the measured round trip)."""
+    measured_latency: bool = False
+    """Simulated time runs on for each chunk's measured wall-clock inference time."""
+    threshold: float = 0.5
+    """--async: request the next chunk when the queue is at or below this fraction of the chunk."""
+    aggregate: Aggregate = "weighted"
+    """--async: merge overlapping chunks by latest, average or weighted (0.3 old + 0.7 new)."""
+    rtc: bool = False
+    """--async, SmolVLA: real-time chunking (guide each new chunk's start toward the queued actions)."""
+    server: str | None = None
+    """host:port of a running policy server (default with --async: spawn one on localhost)."""
+    visual: Literal["mesh", "primitive"] | None = None
+    """Arm look of the sim (default: the env's)."""
+    shadows: bool = True
+    """Render shadows (off: about twice as fast on a software renderer)."""
+
+    @property
+    def latency_aware(self) -> bool:
+        return self.async_inference or self.latency_ms is not None or self.measured_latency
 
 
-def _make_envs(args: Args, policy: Policy, n: int) -> gym.vector.VectorEnv:
+def _make_envs(args: Args, info: dict, n: int) -> gym.vector.VectorEnv:
     import so101lab  # noqa: F401  (registers the envs, also in subprocesses)
 
-    shape = policy.config.input_features[policy.config.image_features[0]].shape
-    kwargs = dict(obs_mode="pixels_agent_pos", cameras=tuple(policy.config.cameras), image_size=tuple(shape[1:]))
+    cameras = tuple(info["cameras"])
+    kwargs = dict(obs_mode="pixels_agent_pos", cameras=cameras, image_size=tuple(info["image_shapes"][cameras[0]]))
     if args.max_steps is not None:
         kwargs["max_episode_steps"] = args.max_steps
+    if args.visual is not None:
+        kwargs["visual"] = args.visual
+    if not args.shadows:
+        kwargs["shadows"] = False
     fns = [lambda: gym.make(args.env, **kwargs) for _ in range(n)]
     return gym.vector.AsyncVectorEnv(fns) if args.async_envs else gym.vector.SyncVectorEnv(fns)
 
 
 def run_batch(
-    args: Args, policy: Policy, seeds: list[int], film: int, camera: str
+    args: Args, policy: Policy | None, seeds: list[int], film: int, camera: str, loops: LoopFactory | None = None
 ) -> tuple[list[dict], list[list[np.ndarray]]]:
-    """Run one batch of episodes to completion; returns per-episode results and video frames."""
-    envs = _make_envs(args, policy, len(seeds))
+    """Run one batch of episodes to completion; returns per-episode results and video frames.
+
+    With ``loops`` (latency-aware evaluation) actions come from a control loop on simulated time,
+    else from ``policy.select_action`` with the world frozen while it computes.
+    """
+    envs = _make_envs(args, policy_info(policy) if loops is None else loops.info, len(seeds))
     obs, info = envs.reset(seed=seeds)
     tasks = [str(t) for t in info["task"]]
     told = tasks if args.instruction is None else [args.instruction] * len(tasks)
@@ -90,12 +135,14 @@ def run_batch(
     sum_reward, max_reward = np.zeros(n), np.full(n, -np.inf)
     success, done = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     frames: list[list[np.ndarray]] = [[] for _ in range(film)]
-    policy.reset()
+    loop = loops() if loops is not None else None
+    if policy is not None:
+        policy.reset()
     while not done.all():
         for i in range(film):
             if not done[i]:
                 frames[i].append(np.asarray(obs[OBS_PIXELS][camera][i]))
-        action = policy.select_action(obs, told)
+        action = loop.act(obs, told) if loop is not None else policy.select_action(obs, told)
         obs, reward, terminated, truncated, info = envs.step(action)
         live = ~done
         sum_reward[live] += reward[live]
@@ -108,6 +155,10 @@ def run_batch(
          "seed": seeds[i], "task": tasks[i], "instruction": told[i]}
         for i in range(n)
     ]  # fmt: skip
+    if loop is not None:  # one control loop per batch: its counts are shared by the batch's episodes
+        summary = loop.stats.summary()
+        for result in results:
+            result["inference"] = summary
     return results, frames
 
 
@@ -126,17 +177,62 @@ def _override_execution(policy: Policy, args: Args) -> None:
 
 
 def main(args: Args) -> dict:
-    import imageio.v2 as imageio
-
     if args.n_episodes < 1 or args.batch_size < 1:
         raise ValueError("n_episodes and batch_size must be >= 1")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    policy = load_policy(args.policy_path, device=args.device, vlm_dir=args.vlm_dir)
+    with contextlib.ExitStack() as stack:
+        policy, loops = _policy_and_loops(args, stack)
+        info = _evaluate(args, policy, loops)
+    agg = info["aggregated"]
+    low, high = agg["pc_success_ci95"]
+    print(f"{args.env}: success {agg['pc_success']:.1f}% (95% CI {low:.1f}-{high:.1f}) "
+          f"over {agg['n_episodes']} episodes; {args.output_dir / EVAL_INFO}")  # fmt: skip
+    return info
+
+
+def policy_info(policy: Policy) -> dict:
+    """Cameras and image shapes of a loaded policy, as a policy server describes them."""
+    config = policy.config
+    shapes = {cam: list(config.input_features[key].shape[1:])
+              for cam, key in zip(config.cameras, config.image_features, strict=True)}
+    return {"cameras": list(config.cameras), "image_shapes": shapes}
+
+
+def _policy_and_loops(args: Args, stack: contextlib.ExitStack) -> tuple[Policy | None, LoopFactory | None]:
+    """The policy in this process (classic and sync latency-aware runs), or a policy server's loops (--async)."""
+    from so101lab.inference.predictor import Predictor
+    from so101lab.inference.runner import Execution
+    from so101lab.inference.sources import ServerOptions, connected, local_predict, remote_predict
+
+    execution = Execution("async" if args.async_inference else "sync", args.threshold, args.aggregate,
+                          args.n_action_steps, args.rtc)
+    measured = args.measured_latency or (args.async_inference and args.latency_ms is None)
+    latency = None if measured else (args.latency_ms or 0.0)
+    if args.async_inference or args.server is not None:
+        if args.n_action_steps is not None and not args.async_inference:
+            raise ValueError("--n-action-steps with --server needs the policy in this process; leave out --server")
+        options = ServerOptions(args.policy_path, args.device, args.dtype, args.vlm_dir, args.threads,
+                                address=args.server)
+        client = stack.enter_context(connected(options))
+        return None, LoopFactory(remote_predict(client), client.info, execution, latency)
+    policy = load_policy(args.policy_path, device=args.device, vlm_dir=args.vlm_dir, dtype=args.dtype)
     _override_execution(policy, args)
-    camera = args.video_camera or policy.config.cameras[0]
-    if camera not in policy.config.cameras:
-        raise ValueError(f"video camera {camera!r} is not one of the policy's cameras {policy.config.cameras}")
+    if not args.latency_aware:
+        return policy, None
+    if args.temporal_ensemble_coeff is not None:
+        raise ValueError("--temporal-ensemble-coeff runs in the classic loop only; latency-aware runs use chunks")
+    predictor = Predictor(policy)
+    return policy, LoopFactory(local_predict(predictor), predictor.info, execution, latency)
+
+
+def _evaluate(args: Args, policy: Policy | None, loops: LoopFactory | None) -> dict:
+    import imageio.v2 as imageio
+
+    cameras = (loops.info if loops is not None else policy_info(policy))["cameras"]
+    camera = args.video_camera or cameras[0]
+    if camera not in cameras:
+        raise ValueError(f"video camera {camera!r} is not one of the policy's cameras {cameras}")
     videos = args.output_dir / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -145,7 +241,7 @@ def main(args: Args) -> dict:
     for first in range(0, args.n_episodes, args.batch_size):
         seeds = [args.seed + i for i in range(first, min(first + args.batch_size, args.n_episodes))]
         film = max(0, min(len(seeds), args.max_videos - first))
-        results, frames = run_batch(args, policy, seeds, film, camera)
+        results, frames = run_batch(args, policy, seeds, film, camera, loops)
         for j, result in enumerate(results):
             per_episode.append({"episode_ix": first + j, **result})
         for j, episode_frames in enumerate(frames):
@@ -172,13 +268,27 @@ def main(args: Args) -> dict:
         "env": args.env,
         "policy_path": str(args.policy_path),
     }
+    if loops is not None:
+        info["aggregated"]["inference"] = _inference_summary(args, per_episode)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / EVAL_INFO).write_text(json.dumps(info, indent=2))
     run = start_run(args.wandb, args.output_dir, json.loads(json.dumps(asdict(args), default=str)), "eval")
     if run is not None:
         log_eval(run, info)
         run.finish()
-    agg = info["aggregated"]
-    print(f"{args.env}: success {agg['pc_success']:.1f}% (95% CI {low * 100:.1f}-{high * 100:.1f}) "
-          f"over {len(per_episode)} episodes; {args.output_dir / EVAL_INFO}")  # fmt: skip
     return info
+
+
+def _inference_summary(args: Args, per_episode: list[dict]) -> dict:
+    """Mode, latency and the stall/jerk counts over episodes (each batch's loop counted once)."""
+    batches = {id(e["inference"]): e["inference"] for e in per_episode}.values()
+    def mean(key: str) -> float:
+        return float(np.mean([b[key] for b in batches]))
+    return {"mode": "async" if args.async_inference else "sync", "latency_ms": args.latency_ms,
+            "measured_latency": args.measured_latency or (args.async_inference and args.latency_ms is None),
+            "threshold": args.threshold, "aggregate": args.aggregate, "rtc": args.rtc,
+            "stalls": int(sum(b["stalls"] for b in batches)),
+            "startup_holds": int(sum(b["startup_holds"] for b in batches)),
+            "steps": int(sum(b["steps"] for b in batches)), "chunks": int(sum(b["chunks"] for b in batches)),
+            "latency_s_mean": mean("latency_s_mean"), "jerk_mean": mean("jerk_mean"),
+            "jerk_boundary_mean": mean("jerk_boundary_mean")}
