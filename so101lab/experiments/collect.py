@@ -155,6 +155,7 @@ def run_episode(job: _Job, seed: int) -> dict[str, Any]:
     fps = int(env.metadata.get("render_fps", 30))
     recorder = EpisodeRecorder(job.root, job.features, fps, VideoSettings(vcodec=job.vcodec))
     obs, info = env.reset(seed=seed)
+    expert.reset()
     task = info["task"]
     noise = ExecutionNoise(job.noise_deg, job.noise_seconds, seed) if job.noise_deg > 0 else None
     done = False

@@ -116,6 +116,9 @@ def run(args: Args) -> Path:
             if port.hooks is None:
                 wait_for_enter(f"Reset the scene; press Enter to record episode {ep + 1}/{args.episodes}.")
             obs, info = env.reset(seed=first + ep)
+            if args.teleop == "expert":
+                with world.physics.lock:
+                    expert.reset()  # a new episode: plan from its scene
             task = info["task"] or args.task
             for _ in range(steps):
                 action = act(obs)
