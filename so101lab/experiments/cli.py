@@ -14,7 +14,7 @@ import tyro
 # command -> (module, one-line help). Modules are imported lazily so `so101lab --help` is instant
 # and a command never pays for another's heavy imports (torch, transformers).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("so101lab.experiments.demo", "Main job: scripted demos in sim for every task, report + video."),
+    "demo": ("so101lab.experiments.demo", "Main job: PickCube demos in sim, every expert evaluated, report."),
     "check-experts": ("so101lab.experiments.check_experts", "Success table of the scripted experts."),
     "collect": ("so101lab.experiments.collect", "Collect a LeRobot dataset in sim with the scripted expert."),
     "replay-sim": ("so101lab.experiments.replay_sim", "Replay a dataset episode's actions in sim; per-joint error."),

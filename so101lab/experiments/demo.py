@@ -9,6 +9,9 @@
 3. Evaluates the scripted expert of every task on `--eval-episodes` seeded episodes (success rate
    with a 95 % interval).
 4. Renders one episode (cameras side by side, mp4) and its joint plots, and writes report.md/.json.
+
+The cameras show the official SO-101 meshes when `so101lab[meshes]` is installed (the README's
+first command installs it), else the primitive arm.
 """
 
 from __future__ import annotations
@@ -97,7 +100,12 @@ def markdown(report: dict, args: Args) -> str:
                      f"{row['ci95'][0]:.2f}-{row['ci95'][1]:.2f} | {row['mean_steps']:.0f} |")
     lines += ["", "## Episode 0", ""]
     lines += [f"- {name}: `{path}`" for name, path in report["visualisation"].items()]
-    lines += ["", "Next: `so101lab train --dataset " + str(c["root"]) + " --preset tiny` (see docs/smolvla.md).", ""]
+    ckpt = "outputs/demo/act"
+    lines += ["", f"Next: check the training pipeline on these demos (a few minutes on a CPU): `so101lab train "
+              f"--dataset {c['root']} --policy act --steps 300 --batch-size 16 --output-dir {ckpt}`, then "
+              f"`so101lab eval --policy-path {ckpt}/checkpoints/000300 --n-episodes 5`. Ten demos are too few for a "
+              "good policy: `so101lab experiment --recipe pick-cube-act` is the measured recipe (about 35 min, "
+              "README).", ""]
     return "\n".join(lines)
 
 
