@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("so101lab.experiments.record_real", "Record a LeRobot dataset on the real (or virtual) arm."),
     "replay": ("so101lab.experiments.replay_real", "Replay a recorded episode's actions on the arm."),
     "deploy": ("so101lab.experiments.deploy", "Run a policy on Real-v0 with chunked actions at 30 Hz."),
+    "policy-server": ("so101lab.inference.server", "Serve a policy's action chunks over TCP (async inference)."),
     "sysid": ("so101lab.experiments.sysid", "Fit/evaluate the servo model on servo logs (fit, evaluate)."),
 }
 

@@ -61,7 +61,7 @@ class PolicyClient:
                              "`so101lab policy-server --policy-path CHECKPOINT`") from err
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._ids = itertools.count()
-        reply = self._call(Message("hello", {"protocol": PROTOCOL_VERSION}), timeout=connect_timeout + 5.0)
+        reply = self._call(Message("hello", {"protocol": PROTOCOL_VERSION}), timeout=connect_timeout)
         if reply.kind != "hello" or reply.fields.get("protocol") != PROTOCOL_VERSION:
             raise IncompatiblePeer(f"{self._peer} answered hello with {reply.kind!r} "
                                    f"protocol {reply.fields.get('protocol')}, expected {PROTOCOL_VERSION}")
@@ -96,6 +96,9 @@ class PolicyClient:
         self._call(Message("reset"))
 
     def close(self) -> None:
+        """Say goodbye (best effort) and disconnect; safe to call twice."""
+        if self.sock.fileno() == -1:
+            return
         with contextlib.suppress(ServerGone, ServerLate):
             send_message(self.sock, Message("bye"), self._peer, timeout=1.0)
         self.sock.close()

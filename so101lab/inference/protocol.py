@@ -94,6 +94,7 @@ def decode(head: bytes, payload: bytes) -> Message:
                                  "run the same so101lab version on both machines")
     specs = header.pop("arrays", [])
     kind = header.pop("kind")
+    buffer = bytearray(payload)  # writable arrays (torch warns on read-only ones)
     arrays, offset = {}, 0
     for spec in specs:
         dtype = spec.get("dtype")
@@ -105,7 +106,7 @@ def decode(head: bytes, payload: bytes) -> Message:
         size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         if offset + size > len(payload):
             raise ProtocolError(f"array {spec['name']!r} runs past the payload ({offset + size} > {len(payload)} B)")
-        arrays[spec["name"]] = np.frombuffer(payload, dtype=dtype, count=size // np.dtype(dtype).itemsize,
+        arrays[spec["name"]] = np.frombuffer(buffer, dtype=dtype, count=size // np.dtype(dtype).itemsize,
                                              offset=offset).reshape(shape)
         offset += size
     if offset != len(payload):

@@ -122,6 +122,18 @@ class RealtimeSource:
     def poll(self, step: int) -> list[Arrival]:
         return [Arrival(r.step, r.actions, r.round_trip_s) for r in self.client.poll()]
 
+    def warm_up(self, obs: dict, tasks: list[str], timeout_s: float = 60.0) -> float:
+        """One request, awaited, before the control loop starts: a model's first call pays one-off costs
+        (kernel selection, allocations) that would otherwise land on the first chunk. Returns its seconds."""
+        start = time.perf_counter()
+        if not self.client.submit(obs, tasks, -1):
+            raise RuntimeError("warm_up needs an idle client")
+        while not (replies := self.client.poll()):
+            if time.perf_counter() - start > timeout_s:
+                raise TimeoutError(f"the policy server's warm-up chunk took more than {timeout_s} s")
+            time.sleep(0.005)
+        return replies[0].round_trip_s
+
 
 @dataclass
 class Execution:
