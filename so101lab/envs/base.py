@@ -111,7 +111,9 @@ class SO101Env(gym.Env):
         cameras = tuple(cameras or file_cameras or DEFAULT_CAMERAS)
         self.visual = visual or default_visual()
         self.arm_rgb = arm_rgb(arm_color)
-        self.model = build_model(self.xml_file, self.visual, arm_color, tuple(file_cameras.values()), shadows)
+        randomization = randomization or DomainRandomization()
+        self.model = build_model(self.xml_file, self.visual, arm_color, tuple(file_cameras.values()), shadows,
+                                 randomization=randomization, avoid_colors=tuple(COLORS.values()))
         self.data = mujoco.MjData(self.model)
         unknown = [c for c in cameras if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, c) < 0]
         if unknown:
@@ -127,8 +129,7 @@ class SO101Env(gym.Env):
         # 1,024 px map is for 480x640): small test renders do not pay for a full-size map.
         tallest = max(c.height for c in self.cameras)
         self.model.vis.quality.shadowsize = int(np.clip(2 ** np.ceil(np.log2(2 * tallest)), 256, 1024))
-        self.colors = {name: rgb for name, rgb in COLORS.items()
-                       if np.linalg.norm(np.subtract(rgb, self.arm_rgb)) > ARM_COLOR_MARGIN}
+        self.colors = self._object_colors(self.arm_rgb)
 
         self.n_substeps = round(CONTROL_DT / self.model.opt.timestep)
         if abs(self.n_substeps * self.model.opt.timestep - CONTROL_DT) > 1e-6:
@@ -149,8 +150,12 @@ class SO101Env(gym.Env):
         self._object_pose_idx = np.concatenate([np.arange(a, a + 7) for a in self.object_qpos_adr])
         self.object_geoms = [g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in self.object_bodies]
         fixed_cams = [c for c in range(self.model.ncam) if self.model.cam_bodyid[c] == 0]
-        self.randomizer = Randomizer(self.model, randomization or DomainRandomization(), self.object_geoms,
-                                     fixed_cams)
+        self.randomizer = Randomizer(self.model, randomization, self.object_geoms, fixed_cams, self.arm_rgb,
+                                     tuple(c.name for c in self.cameras))
+        # What distractors keep clear of: every body on the world but the robot and the distractors.
+        robot, spare = self.model.body("base").id, set(self.randomizer.distractor_bodies)
+        self.task_bodies = [b for b in range(1, self.model.nbody)
+                            if self.model.body_parentid[b] == 0 and b != robot and b not in spare]
 
         self.action_space = joint_space()
         env_state_dim = 7 * len(self.object_names) + len(self._extra_state())
@@ -192,12 +197,15 @@ class SO101Env(gym.Env):
         super().reset(seed=seed)
         rng = self.np_random
         servo = self.randomizer.apply(rng, self.nominal_servo)
+        self.colors = self._object_colors(self.randomizer.arm_rgb)  # the episode's arm colour
         mujoco.mj_resetData(self.model, self.data)
         self.servos.apply_params(servo)
         home = lerobot_to_radians(HOME_POSE + rng.uniform(-3, 3, 6).astype(np.float32))
         self.data.qpos[self.qpos_adr] = home
         self.task = self._reset_task(rng)
         mujoco.mj_forward(self.model, self.data)
+        if self.randomizer.place_distractors(self.data, self.task_bodies, self.tcp_position[:2]):
+            mujoco.mj_forward(self.model, self.data)
         self.servos.reset(self.data)
         # Let objects settle on the table under the holding servos before the first observation.
         self.servos.step(self.data, 5 * self.n_substeps)
@@ -301,10 +309,18 @@ class SO101Env(gym.Env):
         self._renderer.update_scene(self.data, camera)
         return self._renderer.render()
 
+    @staticmethod
+    def _object_colors(arm: np.ndarray | None) -> dict[str, tuple[float, float, float]]:
+        """The named object colours that stand apart from the arm's printed parts."""
+        return {name: rgb for name, rgb in COLORS.items()
+                if arm is None or np.linalg.norm(np.subtract(rgb, arm)) > ARM_COLOR_MARGIN}
+
     def _observation(self, agent_pos: np.ndarray | None = None) -> dict[str, Any]:
         obs: dict[str, Any] = {OBS_STATE: self.joint_positions if agent_pos is None else agent_pos}
         if self.obs_mode == "pixels_agent_pos":
-            obs[OBS_PIXELS] = {c.name: self._render_camera(c.name, c.height, c.width) for c in self.cameras}
+            noise = self.randomizer.image_noise  # camera-level corruptions: observations only, not render()
+            obs[OBS_PIXELS] = {c.name: noise.apply(c.name, self._render_camera(c.name, c.height, c.width))
+                               for c in self.cameras}
         else:
             poses = self.data.qpos[self._object_pose_idx]  # each object's position and quaternion
             extra = self._extra_state()

@@ -13,6 +13,7 @@ import numpy as np
 
 from so101lab.assets.look import apply_look
 from so101lab.camera_file import MountedCamera, matrix_to_quat, quat_to_matrix
+from so101lab.envs.randomization import DomainRandomization, add_randomized_elements
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "so101"
 MOUNT_BODIES = {"world": "world", "gripper": "gripper"}
@@ -22,10 +23,14 @@ _PIXEL_PITCH = 3e-6  # m; any value works, MuJoCo only uses focal length / senso
 
 
 def build_model(xml_file: str, visual: str, arm_color, cameras: tuple[MountedCamera, ...] = (),
-                shadows: bool = True, mesh_dir: str | Path | None = None) -> mujoco.MjModel:
-    """`shadows=False` trades the key light's shadow (a second render pass) for speed."""
+                shadows: bool = True, mesh_dir: str | Path | None = None,
+                randomization: DomainRandomization | None = None, avoid_colors=()) -> mujoco.MjModel:
+    """`shadows=False` trades the key light's shadow (a second render pass) for speed; `randomization`
+    adds what its episodes may switch on (textures avoiding `avoid_colors`, spare lights, distractors)."""
     spec = mujoco.MjSpec.from_file(str(ASSETS / xml_file))
     apply_look(spec, visual, arm_color, mesh_dir=mesh_dir)
+    if randomization is not None:
+        add_randomized_elements(spec, randomization, avoid_colors)
     if not shadows:
         for light in spec.lights:
             light.castshadow = False

@@ -1,0 +1,103 @@
+"""Camera-level corruptions of the observation images: colour jitter, blur, JPEG artefacts, pixel noise.
+
+What a real USB camera adds and a renderer does not. Applied to the images the env returns
+(what a policy sees and a dataset records), never to `render()`. Each episode draws, per camera,
+a colour transform, a blur, whether and how hard to JPEG-compress, and a noise level; each step
+then shifts a noise field drawn once per env by a random offset, which costs a crop and an add
+instead of a million normal draws per frame (scripts/bench_env.py measures the total).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NOISE_MARGIN = 32  # px of the noise field beyond the image: 33 x 33 shifts of it
+
+
+@dataclass(frozen=True)
+class CameraCorruption:
+    """One episode's corruption of one camera."""
+
+    color: np.ndarray | None  # 3x4 affine map of RGB in 0..255, or None
+    blur_sigma: float  # px; 0: none
+    jpeg_quality: int | None
+    noise_std: float  # in 0..255 units; 0: none
+
+
+def color_matrix(brightness: float, contrast: float, saturation: float, hue: float) -> np.ndarray:
+    """3x4 affine RGB map: saturation about the luma, hue rotation about the grey axis (radians),
+    contrast about mid-grey, then a brightness gain."""
+    luma = np.array([0.299, 0.587, 0.114])
+    sat = saturation * np.eye(3) + (1 - saturation) * np.tile(luma, (3, 1))
+    axis = np.ones(3) / np.sqrt(3)
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rot = np.cos(hue) * np.eye(3) + np.sin(hue) * cross + (1 - np.cos(hue)) * np.outer(axis, axis)
+    linear = brightness * contrast * rot @ sat
+    offset = brightness * (1 - contrast) * 127.5 * np.ones(3)
+    return np.hstack([linear, offset[:, None]]).astype(np.float32)
+
+
+class ImageNoise:
+    """Draws each episode's corruptions and applies them to each observed frame."""
+
+    def __init__(self, color: float, blur: float, blur_prob: float, jpeg_quality: tuple[int, int],
+                 jpeg_prob: float, noise: float):
+        self.color, self.blur, self.blur_prob = color, blur, blur_prob
+        self.jpeg_quality, self.jpeg_prob, self.noise = jpeg_quality, jpeg_prob, noise
+        self.enabled = bool(color or (blur and blur_prob) or jpeg_prob or noise)
+        self._episode: dict[str, CameraCorruption] = {}
+        self._rng = np.random.default_rng(0)
+        self._fields: dict[tuple[int, int], np.ndarray] = {}  # (h, w) -> standard normal field, float32
+        self._scaled: dict[str, np.ndarray] = {}  # camera -> this episode's noise field, int16
+
+    def start_episode(self, rng: np.random.Generator, cameras: tuple[str, ...]) -> None:
+        """Draw this episode's corruption of each camera (in the given order)."""
+        self._episode, self._scaled = {}, {}
+        if not self.enabled:
+            return
+        for camera in cameras:  # the same draws whatever the settings: one option never shifts another
+            jitter, hue = rng.uniform(-1, 1, 3), rng.uniform(-1, 1)
+            blur_draw, blur, jpeg_draw, quality, noise = rng.random(5)
+            lo, hi = self.jpeg_quality
+            self._episode[camera] = CameraCorruption(
+                color=color_matrix(*(1 + self.color * jitter), self.color * hue) if self.color else None,
+                blur_sigma=0.3 + blur * (self.blur - 0.3) if blur_draw < self.blur_prob and self.blur > 0.3 else 0.0,
+                jpeg_quality=int(lo + quality * (hi - lo + 1 - 1e-9)) if jpeg_draw < self.jpeg_prob else None,
+                noise_std=noise * self.noise * 255,
+            )
+        self._rng = np.random.default_rng(rng.integers(2**63))
+
+    def apply(self, camera: str, image: np.ndarray) -> np.ndarray:
+        """The corrupted frame (a new array; the input is not modified)."""
+        corruption = self._episode.get(camera)
+        if corruption is None:
+            return image
+        import cv2
+
+        height, width = image.shape[:2]
+        if corruption.color is not None:
+            image = cv2.transform(image, corruption.color)  # saturates to 0..255
+        if corruption.blur_sigma:
+            # Sigma in px of a 480-line image, so a setting blurs as much at every image size.
+            image = cv2.GaussianBlur(image, (0, 0), corruption.blur_sigma * height / 480)
+        if corruption.jpeg_quality is not None:
+            _, buffer = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, corruption.jpeg_quality])
+            image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)[..., ::-1]
+        if corruption.noise_std >= 0.5:
+            noise = self._noise_field(camera, height, width, corruption.noise_std)
+            dy, dx = self._rng.integers(0, NOISE_MARGIN + 1, 2)
+            shifted = image.astype(np.int16) + noise[dy:dy + height, dx:dx + width]
+            image = np.clip(shifted, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(image)
+
+    def _noise_field(self, camera: str, height: int, width: int, std: float) -> np.ndarray:
+        if camera not in self._scaled:
+            key = (height, width)
+            if key not in self._fields:  # drawn once per size from a fixed seed; episodes differ by scale and shift
+                rng = np.random.default_rng([height, width])
+                shape = (height + NOISE_MARGIN, width + NOISE_MARGIN, 3)
+                self._fields[key] = rng.standard_normal(shape, dtype=np.float32)
+            self._scaled[camera] = np.round(self._fields[key] * std).astype(np.int16)
+        return self._scaled[camera]
