@@ -330,3 +330,33 @@ def test_bfloat16_inference_is_close_and_float32_is_untouched(kind, tmp_path, ti
     scale = np.abs(chunks["float32"]).max()
     diff = np.abs(chunks["bfloat16"] - chunks["float32"]).max()
     assert 0 < diff < 0.05 * scale, (diff, scale)
+
+
+def test_train_takes_device_auto_and_a_bfloat16_autocast(tmp_path, monkeypatch):
+    """ACT trains a few steps under --device auto --dtype bfloat16 (CPU here); float16 is refused on a CPU."""
+    import tyro
+
+    from so101lab.datasets.synthetic import write_synthetic
+    from so101lab.experiments import train
+
+    root = tmp_path / "ds"
+    write_synthetic(root, [(20, "pick"), (15, "pick")], (contract.CameraSpec("front", 48, 64),))
+    argv = ["--dataset", str(root), "--policy", "act", "--steps", "3", "--batch-size", "4", "--chunk-size", "6",
+            "--n-action-steps", "3", "--act.image-size", "32", "32", "--act.dim-model", "32", "--act.n-heads", "2",
+            "--act.dim-feedforward", "64", "--act.n-encoder-layers", "1", "--wandb", "disabled",
+            "--device", "auto", "--dtype", "bfloat16", "--output-dir", str(tmp_path / "out")]
+    args = tyro.cli(train.Args, args=argv)
+    assert train.autocast_dtype(args) == torch.bfloat16
+    seen = []
+    real_autocast = torch.autocast
+
+    def spy(device_type, dtype=None, enabled=True, **kw):
+        seen.append((device_type, dtype, enabled))
+        return real_autocast(device_type, dtype=dtype, enabled=enabled, **kw)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    train.main(args)
+    assert ("cpu", torch.bfloat16, True) in seen
+    assert (tmp_path / "out" / "checkpoints" / "000003").is_dir()
+    with pytest.raises(RuntimeError, match="torch sees no CUDA device"):
+        train._accelerator(tyro.cli(train.Args, args=[*argv, "--device", "cuda"]))

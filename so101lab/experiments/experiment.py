@@ -28,6 +28,7 @@ import gymnasium as gym
 from so101lab.experiments import collect, train
 from so101lab.experiments import eval as evaluate
 from so101lab.experiments.metrics import wilson_interval
+from so101lab.policies.device import DeviceName, DtypeName
 from so101lab.policies.train_state import PRETRAINED
 
 ALL_TASKS = ("so101lab/PickCube-v0", "so101lab/PickPlace-v0", "so101lab/StackCubes-v0", "so101lab/SortCubes-v0")
@@ -98,6 +99,10 @@ class Args:
     """torch threads for training and evaluation (1 is fastest on a shared 2-core machine)."""
     workers: int = 2
     """Collection worker processes."""
+    device: DeviceName = "auto"
+    """torch device for training and evaluation: auto (cuda, then mps, then cpu), cpu, cuda or mps."""
+    dtype: DtypeName = "float32"
+    """Precision: training autocast and evaluation inference (float32, bfloat16, float16 on GPUs)."""
 
 
 def _task_name(env_id: str) -> str:
@@ -136,7 +141,8 @@ def _train_args(args: Args, recipe: Recipe, root: Path, run: Path) -> train.Args
     if args.steps is not None:
         values.update(steps=args.steps, decay_steps=args.steps)
     values["save_every"] = max(1, values["steps"] // recipe.curve_points)
-    return train.Args(dataset=root, output_dir=run / "train", threads=args.threads, wandb="disabled", **values)
+    return train.Args(dataset=root, output_dir=run / "train", threads=args.threads, wandb="disabled",
+                      device=args.device, dtype=args.dtype, **values)
 
 
 def _finished_checkpoints(train_dir: Path) -> list[Path]:
@@ -157,7 +163,8 @@ def _evaluate(args: Args, recipe: Recipe, policy: Path, env_id: str, out: Path, 
     info_path = out / evaluate.EVAL_INFO
     if not info_path.is_file():
         evaluate.main(evaluate.Args(policy_path=policy, env=env_id, n_episodes=episodes, output_dir=out, max_videos=2,
-                                    instruction=instruction, threads=args.threads, **recipe.eval))  # fmt: skip
+                                    instruction=instruction, threads=args.threads, device=args.device,
+                                    dtype=args.dtype, **recipe.eval))  # fmt: skip
     agg = json.loads(info_path.read_text())["aggregated"]
     return {"success": agg["pc_success"] / 100, "ci95": [x / 100 for x in agg["pc_success_ci95"]],
             "episodes": agg["n_episodes"], "eval_s": agg["eval_s"]}  # fmt: skip

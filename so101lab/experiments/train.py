@@ -32,6 +32,7 @@ from tqdm import tqdm
 from so101lab.contract import FEATURE_ACTION, FEATURE_IMAGE_PREFIX, FEATURE_STATE
 from so101lab.experiments.tracking import WandbMode, start_run
 from so101lab.policies import ACTConfig, ACTPolicy, SmolVLAPolicy
+from so101lab.policies.device import DTYPES, DeviceName, DtypeName, resolve_device
 from so101lab.policies.smolvla_config import SmolVLAConfig, preset_config, so101_features
 from so101lab.policies.train_state import (
     PRETRAINED,
@@ -120,7 +121,9 @@ class Args:
     n_action_steps: int = 50
     """Actions of each chunk run before the next prediction, saved with a fresh policy."""
     bf16: bool = False
-    """Autocast the forward pass to bfloat16."""
+    """Autocast the forward pass to bfloat16 (same as --dtype bfloat16)."""
+    dtype: DtypeName = "float32"
+    """Autocast precision of the forward pass: float32 (none), bfloat16, or float16 (GPUs)."""
     save_every: int = 500
     """Write a checkpoint every this many steps (and at the end)."""
     log_every: int = 10
@@ -135,8 +138,8 @@ class Args:
     """Weights & Biases: 'offline' writes the run under output_dir/wandb (upload with `wandb sync`)."""
     stop_after: int | None = None
     """Stop after this many steps of this run (time-sliced jobs); resume later with --resume."""
-    device: str = "auto"
-    """'auto' (cuda if available), 'cpu' or 'cuda'; with accelerate, accelerate decides."""
+    device: DeviceName = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda or mps; under accelerate launch, accelerate decides."""
     threads: int | None = None
     """CPU threads for torch (default: torch's choice, one per core). On a shared machine 1 is often
     faster: a thread that waits for a busy core stalls every parallel op."""
@@ -250,8 +253,13 @@ def _accelerator(args: Args):
     except ImportError as err:
         raise ImportError("so101lab train needs accelerate (a dependency of so101lab): pip install accelerate") from err
 
-    cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
+    cpu = resolve_device(args.device).type == "cpu"  # cuda or mps: accelerate picks the accelerator
     return Accelerator(cpu=cpu, mixed_precision="no")
+
+
+def autocast_dtype(args: Args) -> torch.dtype:
+    """The forward pass's autocast precision (float32: autocast off)."""
+    return torch.bfloat16 if args.bf16 else DTYPES[args.dtype]
 
 
 def _smolvla_setup(args: Args, accel, resume_from: Path | None):
@@ -277,7 +285,8 @@ def _smolvla_setup(args: Args, accel, resume_from: Path | None):
         global_batch = args.batch_size * accel.num_processes
         noise, t = _step_noise(args.seed, step, global_batch, chunk, policy.config.max_action_dim)
         lo, device = accel.process_index * args.batch_size, policy.device
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+        dtype = autocast_dtype(args)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             value, _ = wrapped(batch, noise=noise[lo : lo + bsz].to(device), time=t[lo : lo + bsz].to(device))
         return value
 
@@ -302,7 +311,8 @@ def _act_setup(args: Args, accel, resume_from: Path | None):
 
     def loss(wrapped, step: int, batch: dict) -> Tensor:
         torch.manual_seed(_step_seed(args.seed, step) + accel.process_index)  # latent sample, dropout, shifts
-        with torch.autocast(policy.device.type, dtype=torch.bfloat16, enabled=args.bf16):
+        dtype = autocast_dtype(args)
+        with torch.autocast(policy.device.type, dtype=dtype, enabled=dtype != torch.float32):
             value, _ = wrapped(batch)
         return value
 
