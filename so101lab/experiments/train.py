@@ -76,6 +76,8 @@ class ACTOptions:
     """Transformer dropout (0 trains faster on a CPU; see the pick-cube-act recipe)."""
     augment_shift: int = _ACT_DEFAULTS.augment_shift
     """Random image shift in pixels during training."""
+    augment_color: float = _ACT_DEFAULTS.augment_color
+    """Colour jitter amplitude during training (brightness, contrast, saturation, white balance); 0: off."""
     temporal_ensemble_coeff: float | None = _ACT_DEFAULTS.temporal_ensemble_coeff
     """Saved with the checkpoint: predict every step and average overlapping chunks with this coefficient."""
     weight_decay: float = _ACT_DEFAULTS.optimizer_weight_decay
@@ -143,6 +145,10 @@ class Args:
     threads: int | None = None
     """CPU threads for torch (default: torch's choice, one per core). On a shared machine 1 is often
     faster: a thread that waits for a busy core stalls every parallel op."""
+    augment_shift: int = 0
+    """SmolVLA: random image shift in pixels during training, 0: off as in LeRobot (ACT: --act.augment-shift)."""
+    augment_color: float = 0.0
+    """SmolVLA: colour jitter amplitude during training, 0: off as in LeRobot (ACT: --act.augment-color)."""
 
 
 def _dataset_stats(meta) -> dict[str, dict[str, torch.Tensor]]:
@@ -281,6 +287,7 @@ def _smolvla_setup(args: Args, accel, resume_from: Path | None):
         ))  # fmt: skip
 
     def loss(wrapped, step: int, batch: dict) -> Tensor:
+        batch = _augment(args, step, batch)
         bsz = batch[FEATURE_STATE].shape[0]
         global_batch = args.batch_size * accel.num_processes
         noise, t = _step_noise(args.seed, step, global_batch, chunk, policy.config.max_action_dim)
@@ -291,6 +298,17 @@ def _smolvla_setup(args: Args, accel, resume_from: Path | None):
         return value
 
     return policy, batches, loss
+
+
+def _augment(args: Args, step: int, batch: dict) -> dict:
+    """SmolVLA's camera frames (float [B, 3, H, W] in 0..1) shifted and colour-jittered, seeded by the step."""
+    if not (args.augment_shift or args.augment_color):
+        return batch
+    from so101lab.policies.augment import color_jitter, random_shift
+
+    gen = torch.Generator().manual_seed(_step_seed(args.seed, step) + 1)
+    return {k: color_jitter(random_shift(v, args.augment_shift, gen), args.augment_color, gen)
+            if k.startswith(FEATURE_IMAGE_PREFIX) else v for k, v in batch.items()}
 
 
 def _act_setup(args: Args, accel, resume_from: Path | None):

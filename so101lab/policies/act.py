@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from so101lab.contract import FEATURE_ACTION, FEATURE_STATE, OBS_PIXELS, OBS_STATE
 from so101lab.policies.act_config import ACTConfig
+from so101lab.policies.augment import color_jitter
 from so101lab.policies.checkpoint import load_model_state, load_stats, save_checkpoint_files
 from so101lab.policies.chunking import ActionQueue, TemporalEnsembler
 from so101lab.policies.device import inference_precision, set_precision
@@ -199,6 +200,8 @@ class ACTPolicy(nn.Module):
         images = batch["images"].to(self.device)
         if self.training:
             images = self._shift(images)
+            if self.config.augment_color:
+                images = color_jitter(images.float() / 255.0, self.config.augment_color) * 255.0
         images, state = self.normalize_inputs(images, batch[FEATURE_STATE].to(self.device))
         target = (batch[FEATURE_ACTION].to(self.device).float() - self.action_mean) / self.action_std
         is_pad = batch["action_is_pad"].to(self.device).bool()

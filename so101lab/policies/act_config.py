@@ -50,6 +50,8 @@ class ACTConfig(PolicyFeatures):
     kl_weight: float = 10.0
     augment_shift: int = 4
     """Random image shift (pixels, at image_size) during training."""
+    augment_color: float = 0.0
+    """Colour jitter amplitude during training (so101lab.policies.augment.color_jitter); 0: off."""
     normalization_mapping: dict[str, str] = field(
         default_factory=lambda: {"VISUAL": "MEAN_STD", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
     )
