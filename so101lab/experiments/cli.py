@@ -1,15 +1,25 @@
 """The ``so101lab`` command: one subcommand per launcher module, imported only when used.
 
 Each launcher module has ``main(args: Args)``; tyro turns the annotated dataclass into flags.
+Every command ends the same way: SIGTERM and SIGHUP unwind like Ctrl-C (torque off, datasets
+closed); a user mistake (a missing file, a bad argument, a disconnected arm) is one line on
+stderr and exit code 1, its traceback shown with ``--traceback`` or ``SO101LAB_TRACEBACK=1``.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 import typing
 
 import tyro
+
+from so101lab.shutdown import exit_code, stop_on_signals
+
+TRACEBACK_FLAG = "--traceback"
+TRACEBACK_ENV = "SO101LAB_TRACEBACK"
 
 # command -> (module, one-line help). Modules are imported lazily so `so101lab --help` is instant
 # and a command never pays for another's heavy imports (torch, transformers).
@@ -40,25 +50,52 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     width = max(len(c) for c in COMMANDS)
-    lines = ["usage: so101lab COMMAND [--help] [ARGS...]", "", "commands:"]
+    lines = [f"usage: so101lab [{TRACEBACK_FLAG}] COMMAND [--help] [ARGS...]", "", "commands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", f"{TRACEBACK_FLAG} (or {TRACEBACK_ENV}=1): the full traceback of an error, not one line"]
     return "\n".join(lines)
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors about the user's arguments, files or devices (each message names the fix): one line."""
+    from so101lab.datasets.checks import USER_ERRORS
+    from so101lab.errors import UsageError
+    from so101lab.real.errors import HardwareError
+
+    return (*USER_ERRORS, HardwareError, UsageError)
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = TRACEBACK_FLAG in argv or os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != TRACEBACK_FLAG]
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         sys.exit(f"so101lab: unknown command {command!r}\n\n{_usage()}")
-    module = importlib.import_module(COMMANDS[command][0])
-    # `main(args: Args)`: tyro parses the annotated type (a dataclass or a union of them for
-    # nested subcommands) so flags read `--episodes`, not `--args.episodes`.
-    hints = typing.get_type_hints(module.main)
-    arg_type = next(t for name, t in hints.items() if name != "return")
-    module.main(tyro.cli(arg_type, args=rest, prog=f"so101lab {command}"))
+    stop_on_signals()  # SIGTERM/SIGHUP -> the same unwinding (torque off) as Ctrl-C
+    try:
+        module = importlib.import_module(COMMANDS[command][0])
+        # `main(args: Args)`: tyro parses the annotated type (a dataclass or a union of them for
+        # nested subcommands) so flags read `--episodes`, not `--args.episodes`.
+        hints = typing.get_type_hints(module.main)
+        arg_type = next(t for name, t in hints.items() if name != "return")
+        module.main(tyro.cli(arg_type, args=rest, prog=f"so101lab {command}"))
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: cleanup has run on the way here
+        if show_traceback:
+            traceback.print_exc()
+        print(f"so101lab {command}: {e or 'interrupted'}", file=sys.stderr)
+        sys.exit(exit_code(e))
+    except SystemExit as e:  # a launcher's own one-line message: name the command like the others
+        if isinstance(e.code, str) and not e.code.startswith("so101lab"):
+            sys.exit(f"so101lab {command}: {e.code}")
+        raise
+    except user_errors() as e:
+        if show_traceback:
+            traceback.print_exc()
+        sys.exit(f"so101lab {command}: {e}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from so101lab.contract import (
     image_feature,
 )
 from so101lab.datasets.format import DatasetInputError
+from so101lab.shutdown import watch_parent
 
 if TYPE_CHECKING:
     from so101lab.datasets import DatasetWriter
@@ -244,7 +246,9 @@ def _run(args: Args, writer: DatasetWriter, seed: int, max_attempts: int,
     # behind one slow episode; never more than could still be saved.
     window = 2 * args.workers
     bar = tqdm(total=args.episodes, desc=f"collect {args.env_id}", unit="ep", file=sys.stderr)
-    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+    # Workers exit when this process dies, even by SIGKILL (no cleanup runs then to stop them).
+    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"), initializer=watch_parent,
+                             initargs=(os.getpid(),)) as pool:
         try:
             while saved < args.episodes:
                 while (

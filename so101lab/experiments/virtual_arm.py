@@ -56,22 +56,25 @@ def main(args: Args) -> None:
         if world is None:
             raise SystemExit("--calibration-out needs a --task scene (its joint ranges)")
         print(f"calibration: {save_calibration(world.calibration(), args.calibration_out)}", flush=True)
-    arm.start()
     server = None
-    print(f"port: {arm.port}", flush=True)
-    if world is not None:
-        server = WorldServer(world, args.socket or Path(f"/tmp/so101lab-virtual-{os.getpid()}.sock"))
-        print(f"with cameras and episodes: --port virtual@{server.path}", flush=True)
-    print("virtual SO-101 running; Ctrl-C to stop", flush=True)
-    deadline = None if args.seconds is None else time.monotonic() + args.seconds
-    try:
+    socket_path = args.socket or Path(f"/tmp/so101lab-virtual-{os.getpid()}.sock")
+    try:  # from here on every exit (Ctrl-C, SIGTERM, SIGHUP, an error) stops the arm and removes the socket
+        arm.start()
+        print(f"port: {arm.port}", flush=True)
+        if world is not None:
+            server = WorldServer(world, socket_path)
+            print(f"with cameras and episodes: --port virtual@{server.path}", flush=True)
+        print("virtual SO-101 running; Ctrl-C to stop", flush=True)
+        deadline = None if args.seconds is None else time.monotonic() + args.seconds
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM/SIGHUP through the CLI: a normal stop
         pass
     finally:
         if server is not None:
             server.close()
+        if world is not None:  # also when a signal came while the server was starting
+            socket_path.unlink(missing_ok=True)
         if world is not None:
             world.stop()
         else:

@@ -138,6 +138,8 @@ class SO101Arm:
         with contextlib.suppress(Exception):
             bus.sync_write("Torque_Enable", dict.fromkeys(IDS, 0))
         for i in IDS:
+            if bus.disconnected:  # the port is gone: no motor can be reached, and the error said so once
+                return
             try:
                 bus.write(i, "Torque_Enable", 0, check_status=False)
                 bus.write(i, "Lock", 0, check_status=False)

@@ -10,11 +10,12 @@ import errno
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 
 import serial
 
-from so101lab.real.errors import BusError, MotorStatusError, MotorTimeoutError, PortError
+from so101lab.real.errors import ArmDisconnectedError, BusError, MotorStatusError, MotorTimeoutError, PortError
 from so101lab.real.protocol import (
     BROADCAST_ID,
     Instruction,
@@ -26,6 +27,12 @@ from so101lab.real.protocol import (
 from so101lab.real.registers import Register, decode_value, encode_value, register
 
 DEFAULT_BAUDRATE = 1_000_000
+try:  # what a vanished tty raises from tcflush (POSIX only)
+    from termios import error as _TermiosError
+except ImportError:  # pragma: no cover - Windows
+    _TermiosError = OSError
+# Errors of the port itself (not of a motor): the device is gone.
+_PORT_GONE = (serial.SerialException, OSError, _TermiosError)
 
 PERMISSION_ADVICE = (
     "add yourself to the serial group and log in again (`sudo usermod -aG dialout $USER`), or install "
@@ -66,6 +73,7 @@ class FeetechBus:
         self.retries = retries
         self.names = dict(names or {})
         self.serial = open_serial(port, baudrate)
+        self.disconnected = False  # set once the port vanished: nothing more can reach the motors
         self._parser = PacketParser()
         self._lock = threading.Lock()
         self.stats = {"retries": 0, "corrupt": 0}
@@ -81,7 +89,8 @@ class FeetechBus:
 
     def close(self) -> None:
         if self.serial.is_open:
-            self.serial.close()
+            with suppress(*_PORT_GONE):  # closing a vanished device may fail too; it is closed either way
+                self.serial.close()
 
     def __enter__(self) -> FeetechBus:
         return self
@@ -93,11 +102,25 @@ class FeetechBus:
         name = self.names.get(motor_id)
         return f"motor {motor_id} ({name})" if name else f"motor {motor_id}"
 
+    @contextmanager
+    def _port_io(self) -> Iterator[None]:
+        """A vanished port (USB pulled, virtual arm stopped) becomes one `ArmDisconnectedError`."""
+        if self.disconnected:
+            raise ArmDisconnectedError(f"the arm disconnected: {self.port} is gone")
+        try:
+            yield
+        except _PORT_GONE as exc:
+            self.disconnected = True
+            raise ArmDisconnectedError(
+                f"the arm disconnected: {self.port} went away ({exc}); check the USB cable and the "
+                "arm's power supply, then start again") from None
+
     def _send(self, packet: bytes) -> None:
-        self.serial.reset_input_buffer()
-        self._parser.clear()
-        self.serial.write(packet)
-        self.serial.flush()
+        with self._port_io():
+            self.serial.reset_input_buffer()
+            self._parser.clear()
+            self.serial.write(packet)
+            self.serial.flush()
 
     def _read_some(self, timeout: float) -> bytes:
         """Whatever bytes arrive within ``timeout`` s. Waits with select: setting pyserial's timeout
@@ -105,10 +128,12 @@ class FeetechBus:
         try:
             fd = self.serial.fileno()
         except (AttributeError, NotImplementedError, OSError):  # no file descriptor (Windows)
-            self.serial.timeout = timeout
-            return self.serial.read(max(1, self.serial.in_waiting))
-        ready, _, _ = select.select([fd], [], [], timeout)
-        return self.serial.read(self.serial.in_waiting or 1) if ready else b""
+            with self._port_io():
+                self.serial.timeout = timeout
+                return self.serial.read(max(1, self.serial.in_waiting))
+        with self._port_io():
+            ready, _, _ = select.select([fd], [], [], timeout)
+            return self.serial.read(self.serial.in_waiting or 1) if ready else b""
 
     def _collect(self, ids: list[int], data_len: int, timeout: float | None = None) -> dict[int, Packet]:
         """Read status packets from ``ids`` (each with ``data_len`` params) until all came or time is up."""

@@ -11,6 +11,10 @@ class PortError(HardwareError):
     """The serial port could not be opened (missing, busy, or not permitted)."""
 
 
+class ArmDisconnectedError(PortError):
+    """The serial port went away mid-run (USB cable pulled, power lost, virtual arm stopped)."""
+
+
 class BusError(HardwareError):
     """A transaction on the bus failed (no answer, corrupt answers, or a motor error)."""
 
@@ -38,3 +42,7 @@ class CalibrationError(HardwareError):
 
 class CameraError(HardwareError):
     """A camera could not be opened, or stopped delivering frames."""
+
+
+class NoOperatorError(HardwareError):
+    """A prompt needs the operator to act on the arm, but input ended (no terminal attached)."""

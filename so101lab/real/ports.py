@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from so101lab.errors import UsageError
 from so101lab.real.calibration import Calibration
 from so101lab.real.cameras import CameraSource
 from so101lab.real.env import EpisodeHooks
@@ -37,11 +38,11 @@ class PortSpec:
         match = _VIRTUAL.fullmatch(spec)
         if match is None:
             if spec.startswith("virtual"):
-                raise ValueError(f"--port {spec!r}: a virtual arm is virtual:<Task> or virtual@<socket>")
+                raise UsageError(f"--port {spec!r}: a virtual arm is virtual:<Task> or virtual@<socket>")
             return cls("serial", spec)
         if match["socket"] is not None:
             if not match["socket"]:
-                raise ValueError("--port virtual@ needs the socket a `so101lab virtual-arm` printed")
+                raise UsageError("--port virtual@ needs the socket a `so101lab virtual-arm` printed")
             return cls("remote", match["socket"])
         return cls("virtual", match["task"] or DEFAULT_TASK)
 
@@ -68,7 +69,7 @@ class Port:
     def virtual_camera(self, name: str, height: int, width: int) -> CameraSource:
         """A camera of the virtual world's scene, by name."""
         if self.virtual is None:
-            raise ValueError(f"camera {name!r} needs a device (name=/dev/videoN) on a real arm")
+            raise UsageError(f"camera {name!r} needs a device (name=/dev/videoN) on a real arm")
         return self.virtual.camera(name, height, width)
 
 

@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from so101lab.contract import DEFAULT_IMAGE_SIZE
+from so101lab.errors import UsageError
 from so101lab.real.calibration import Calibration
 from so101lab.real.physics import MujocoPhysics
 from so101lab.real.virtual_arm import Faults, VirtualArm
@@ -25,7 +26,7 @@ def task_env_id(task: str) -> str:
     env_id = task if "/" in task else f"so101lab/{task}-v0"
     if env_id not in gym.registry:
         known = sorted(k.split("/")[1].removesuffix("-v0") for k in gym.registry if k.startswith("so101lab/"))
-        raise ValueError(f"unknown task {task!r}; known: {', '.join(k for k in known if k != 'Real')}")
+        raise UsageError(f"unknown task {task!r}; known: {', '.join(k for k in known if k != 'Real')}")
     return env_id
 
 
@@ -35,7 +36,7 @@ class VirtualCamera:
     def __init__(self, world: VirtualWorld, name: str, height: int = DEFAULT_IMAGE_SIZE[0],
                  width: int = DEFAULT_IMAGE_SIZE[1]):
         if name not in world.sim.camera_names:
-            raise ValueError(f"the virtual scene has no camera {name!r}; it has {world.sim.camera_names}")
+            raise UsageError(f"the virtual scene has no camera {name!r}; it has {world.sim.camera_names}")
         self.world, self.name, self.height, self.width = world, name, height, width
         self._renderer = None
 
