@@ -3,14 +3,20 @@
 Safety: goals are clipped to the calibrated range and to ``max_relative_target`` of the present
 pose, and torque goes off on `close()`, on any exception inside `reset`/`step` (Ctrl-C included)
 and when the interpreter exits with the env still open.
+
+`reset()` starts every episode where the sim starts: an arm outside the sim's home pose (±
+its reset noise) is moved there slowly and at reduced torque (`HomeMove`), so a policy trained
+in sim sees the first states it was trained on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -22,6 +28,7 @@ from so101lab.contract import (
     CONTROL_DT,
     CONTROL_HZ,
     DEFAULT_IMAGE_SIZE,
+    JOINT_NAMES,
     NUM_JOINTS,
     OBS_PIXELS,
     OBS_STATE,
@@ -29,10 +36,36 @@ from so101lab.contract import (
     joint_space,
     observation_space,
 )
-from so101lab.real.arm import SO101Arm
+from so101lab.envs.base import HOME_POSE
+from so101lab.real.arm import IDS, SO101Arm
 from so101lab.real.calibration import Calibration
 from so101lab.real.cameras import CameraSource, FFmpegCamera
-from so101lab.real.errors import CameraError
+from so101lab.real.errors import CameraError, HardwareError
+
+# The sim's reset puts each joint at HOME_POSE + uniform(-3, 3) (degrees; gripper units): the
+# region a policy trained in sim has seen its episodes start in (tests/test_real_home.py ties it
+# to the sim's resets).
+HOME_NOISE = 3.0
+
+
+@dataclass(frozen=True)
+class HomeMove:
+    """How `reset()` brings the arm to the sim's home pose before an episode."""
+
+    pose: Sequence[float] = tuple(float(x) for x in HOME_POSE)  # joint targets, LeRobot units
+    noise: float = HOME_NOISE  # the goal is pose + uniform(-noise, noise), drawn from the env's seed
+    speed: float = 45.0  # deg/s (gripper units/s) of the joint with the farthest to go; all arrive together
+    torque: float = 0.5  # fraction of the servos' torque allowed during the move: a blocked arm yields
+    tolerance: float = 4.0  # each joint within this of its goal when the move ends (gravity sag, backlash)
+    settle_seconds: float = 2.0  # time allowed past the planned duration to arrive
+
+    def __post_init__(self) -> None:
+        if len(self.pose) != NUM_JOINTS:
+            raise ValueError(f"HomeMove.pose needs {NUM_JOINTS} joint targets, got {len(self.pose)}")
+        if self.noise < 0 or self.tolerance <= 0 or self.speed <= 0 or self.settle_seconds <= 0:
+            raise ValueError("HomeMove needs noise >= 0 and tolerance, speed, settle_seconds > 0")
+        if not 0 < self.torque <= 1:
+            raise ValueError(f"HomeMove.torque is a fraction in (0, 1], got {self.torque}")
 
 
 class EpisodeHooks(Protocol):
@@ -62,14 +95,17 @@ class SO101RealEnv(gym.Env):
                  cameras: Mapping[str, CameraSource | str] | None = None, *,
                  image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE, max_relative_target: float | None = None,
                  task: str = "", episode_hooks: EpisodeHooks | None = None, render_mode: str | None = None,
-                 camera_config: str | Path | None = None):
+                 camera_config: str | Path | None = None, home: HomeMove | None = HomeMove()):
         """`camera_config`: a camera file (so101lab.camera_file); its cameras' names and sizes are the
-        ones recorded, so a dataset from this arm matches one from a sim env given the same file."""
+        ones recorded, so a dataset from this arm matches one from a sim env given the same file.
+        `home`: the move to the sim's home pose at each reset (None: start wherever the arm is;
+        ``reset(options={"home": False})`` skips it for one episode)."""
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
         self.render_mode = render_mode
         self.task = task
         self.hooks = episode_hooks
+        self.home = home
         self.arm = SO101Arm(port, calibration, role="follower", max_relative_target=max_relative_target)
         self.cameras: dict[str, CameraSource] = {}
         sizes = {c.name: (c.height, c.width) for c in load_camera_file(camera_config)} if camera_config else {}
@@ -103,6 +139,8 @@ class SO101RealEnv(gym.Env):
         with self._failsafe():
             if self.hooks is not None:
                 self.task = self.hooks.reset(seed)
+            if self.home is not None and (options or {}).get("home", True):
+                self.move_home(self.home)
             obs = self._observation()
             self._next_tick = time.perf_counter() + CONTROL_DT
         return obs, self._info(False)
@@ -130,6 +168,41 @@ class SO101RealEnv(gym.Env):
     def close(self) -> None:
         """Torque off and release the port and cameras (idempotent)."""
         self._finalizer()
+
+    def move_home(self, home: HomeMove) -> bool:
+        """Bring the arm into the sim's start region (``home.pose`` ± ``home.noise``), speed- and
+        torque-limited; False if it was there already. Raises `HardwareError` if it does not arrive."""
+        pose = np.asarray(home.pose, dtype=np.float32)
+        present = self.arm.read()
+        if np.all(np.abs(present - pose) <= home.noise + home.tolerance):
+            return False
+        goal = pose + self.np_random.uniform(-home.noise, home.noise, NUM_JOINTS).astype(np.float32)
+        goal = np.clip(goal, self.action_space.low, self.action_space.high)
+        distance = goal - present
+        steps = max(1, math.ceil(float(np.abs(distance).max()) / home.speed / CONTROL_DT))
+        bus = self.arm.bus
+        limits = bus.sync_read("Torque_Limit", IDS)
+        bus.sync_write("Torque_Limit", {i: min(v, round(home.torque * 1000)) for i, v in limits.items()})
+        try:
+            next_tick = time.perf_counter()
+            for k in range(1, steps + 1):
+                s = k / steps
+                self.arm.send(present + distance * (10 * s**3 - 15 * s**4 + 6 * s**5))  # minimum jerk
+                next_tick += CONTROL_DT
+                time.sleep(max(0.0, next_tick - time.perf_counter()))
+            deadline = time.monotonic() + home.settle_seconds
+            while np.any(np.abs((now := self.arm.read()) - goal) > home.tolerance):
+                if time.monotonic() > deadline:
+                    worst = int(np.argmax(np.abs(now - goal)))
+                    raise HardwareError(
+                        f"the arm did not reach the home pose: {JOINT_NAMES[worst]} is at {now[worst]:.1f}, "
+                        f"its goal {goal[worst]:.1f} (blocked, or too heavy for {home.torque:.0%} torque?); "
+                        "torque is off")
+                time.sleep(CONTROL_DT)
+        finally:
+            if bus.disconnected is False and self.arm.connected:
+                bus.sync_write("Torque_Limit", limits)
+        return True
 
     # -- helpers ----------------------------------------------------------------------------
 
