@@ -107,3 +107,27 @@ def test_deploy_async_through_the_virtual_arms_serial_port(checkpoint, server):
     assert fast["chunks"] >= 3 and fast["latency_s_max"] >= 0.1
     slow = _deploy(checkpoint, server, 1200.0, 2.5)  # longer than the chunk: every chunk lands overtaken
     assert slow["stalls"] > 10, slow
+
+
+def test_latency_table_script_smoke(tmp_path, checkpoint, server, monkeypatch):
+    """scripts/latency_table.py end to end on two latencies and one short episode each."""
+    import importlib.util
+    import json
+    import sys
+
+    script = Path(__file__).parents[1] / "scripts" / "latency_table.py"
+    spec = importlib.util.spec_from_file_location("latency_table", script)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "latency_table", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    args = module.Args(policy_path=checkpoint, episodes=1, batch_size=1, latencies=(0.0, 1200.0), max_steps=40,
+                       eval_kwargs={"visual": "primitive", "shadows": "false"}, out=tmp_path, server=server)
+    module.run(args)
+    rows = json.loads((tmp_path / "latency.json").read_text())["rows"]
+    assert [(r["mode"], r["latency_ms"]) for r in rows] == [("sync", 0), ("async", 0), ("sync", 1200), ("async", 1200)]
+    by = {(r["mode"], r["latency_ms"]): r for r in rows}
+    assert by["sync", 0]["wait_fraction"] == 0 and by["async", 0]["wait_fraction"] == 0
+    # 1,200 ms = 36 steps: sync waits 36 of 40 steps for its first chunk; async also stalls after it.
+    assert by["sync", 1200]["wait_fraction"] == 36 / 40 and by["async", 1200]["wait_fraction"] == 1.0
+    assert "| 1200 |" in (tmp_path / "latency.md").read_text()
+    assert (tmp_path / "latency.png").stat().st_size > 1000
