@@ -79,6 +79,8 @@ class Args:
     """Allow --seed to record seeds of --env-id that the dataset already holds."""
     allow_mixed_env_ids: bool = False
     """Allow adding episodes of --env-id to a dataset that holds other env ids."""
+    randomization: str = "default"
+    """Domain randomisation preset (so101lab.envs.randomization.PRESETS: default, none, no-visual, robust-train)."""
 
 
 def check_args(args: Args) -> tuple[CameraSpec, ...]:
@@ -87,6 +89,7 @@ def check_args(args: Args) -> tuple[CameraSpec, ...]:
     import gymnasium as gym
 
     from so101lab.datasets.checks import check_recording
+    from so101lab.envs.randomization import PRESETS
     from so101lab.envs.registration import SIM_ENV_IDS
 
     for name, value, low in (("episodes", args.episodes, 1), ("workers", args.workers, 1),
@@ -96,6 +99,8 @@ def check_args(args: Args) -> tuple[CameraSpec, ...]:
     if args.noise_deg < 0 or args.noise_seconds <= 0:
         raise DatasetInputError(f"--noise-deg must be >= 0 and --noise-seconds > 0, got "
                                 f"{args.noise_deg} and {args.noise_seconds}")
+    if args.randomization not in PRESETS:
+        raise DatasetInputError(f"unknown --randomization {args.randomization!r}; presets: {', '.join(PRESETS)}")
     if args.env_id not in SIM_ENV_IDS:
         raise DatasetInputError(f"unknown --env-id {args.env_id!r}; collect runs {', '.join(SIM_ENV_IDS)}")
     if args.cameras is not None and (not args.cameras or len(set(args.cameras)) != len(args.cameras)):
@@ -119,6 +124,10 @@ def env_kwargs(args: Args) -> dict[str, Any]:
     """The env options the arguments ask for (what the workers build their env with)."""
     kwargs = {"cameras": args.cameras, "image_size": args.image_size, "visual": args.visual,
               "camera_config": str(args.camera_config) if args.camera_config else None}
+    if args.randomization != "default":
+        from so101lab.envs.randomization import preset
+
+        kwargs["randomization"] = preset(args.randomization)
     return {k: v for k, v in kwargs.items() if v is not None}
 
 

@@ -3,6 +3,8 @@
     so101lab experiment --recipe pick-cube-act        # ACT from 50 scripted PickCube demos
     so101lab experiment --recipe pick-cube-smolvla    # SmolVLA small from scratch, the same demos
     so101lab experiment --recipe multitask-smolvla    # one SmolVLA small over the four tasks
+    so101lab experiment --recipe pick-cube-act-robustness  # ACT with and without visual randomisation,
+                                                           # under held-out shifts (experiments/robustness.py)
 
 Phases: collect the scripted demos (both cameras, default randomisation), train with
 ``so101lab train``, evaluate checkpoints along the way (success vs training steps) and the last
@@ -83,8 +85,10 @@ RECIPES: dict[str, Recipe] = {
 
 @dataclass
 class Args:
-    recipe: Literal["pick-cube-act", "pick-cube-smolvla", "multitask-smolvla"] = "pick-cube-act"
-    """Which experiment to run (RECIPES in this file: tasks, training settings, evaluation)."""
+    recipe: Literal["pick-cube-act", "pick-cube-smolvla", "multitask-smolvla", "pick-cube-act-robustness"] = \
+        "pick-cube-act"
+    """Which experiment to run (RECIPES in this file: tasks, training settings, evaluation; the robustness
+    benchmark: so101lab/experiments/robustness.py)."""
     output_dir: Path = Path("outputs/experiments")
     """Runs go to <output-dir>/<recipe>; demos to <output-dir>/data (shared by recipes with the same tasks)."""
     demos_per_task: int = 50
@@ -177,6 +181,10 @@ def _timed(timings: dict, name: str, fn) -> None:
 
 
 def main(args: Args) -> dict:
+    if args.recipe == "pick-cube-act-robustness":
+        from so101lab.experiments import robustness
+
+        return robustness.main(args)
     recipe = RECIPES[args.recipe]
     run = args.output_dir / args.recipe
     run.mkdir(parents=True, exist_ok=True)
