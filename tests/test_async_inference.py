@@ -131,3 +131,14 @@ def test_latency_table_script_smoke(tmp_path, checkpoint, server, monkeypatch):
     assert by["sync", 1200]["wait_fraction"] == 36 / 40 and by["async", 1200]["wait_fraction"] == 1.0
     assert "| 1200 |" in (tmp_path / "latency.md").read_text()
     assert (tmp_path / "latency.png").stat().st_size > 1000
+
+
+def test_rtc_smooths_chunk_boundaries_in_the_latency_aware_eval(tmp_path, checkpoint, server):
+    """Random weights make successive chunks disagree: with 'latest' merging the goal jumps where a new
+    chunk takes over; RTC guides every new chunk's start onto the queued actions, so the jump shrinks.
+    (Jerk is reported too, but a random model's chunks are rough inside as well: it says little here.)"""
+    common = dict(latency_ms=100.0, server=server, aggregate="latest", max_steps=60)
+    plain = _eval(tmp_path / "plain", checkpoint, **common)
+    rtc = _eval(tmp_path / "rtc", checkpoint, rtc=True, **common)
+    assert plain["stalls"] == rtc["stalls"] == 0 and rtc["rtc"]
+    assert rtc["boundary_jump_mean"] < 0.5 * plain["boundary_jump_mean"], (rtc, plain)

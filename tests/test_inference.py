@@ -360,3 +360,35 @@ def test_train_takes_device_auto_and_a_bfloat16_autocast(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "checkpoints" / "000003").is_dir()
     with pytest.raises(RuntimeError, match="torch sees no CUDA device"):
         train._accelerator(tyro.cli(train.Args, args=[*argv, "--device", "cuda"]))
+
+
+# --- real-time chunking ---------------------------------------------------------------------------
+
+
+def test_rtc_weights_follow_the_papers_schedule():
+    from so101lab.inference.rtc import guidance_weight, prefix_weights
+
+    w = prefix_weights(3, 8, 10)
+    assert w[:3].tolist() == [1, 1, 1] and w[8:].tolist() == [0, 0]
+    assert torch.all(torch.diff(w[2:9]) < 0)
+    c = torch.tensor(5 / 6)
+    assert w[3].item() == pytest.approx((c * torch.expm1(c) / (math.e - 1)).item())
+    assert guidance_weight(1.0) == 10.0 and guidance_weight(0.0) == 0.0
+    assert guidance_weight(0.5) == pytest.approx(2.0)  # tau 0.5: (0.5 / 0.5) * (0.25 + 0.25) / 0.25
+
+
+def test_rtc_inpaints_the_start_of_a_chunk(tiny_smolvla):
+    """Same observation, another noise: a plain chunk differs everywhere; a guided one matches the
+    queued actions over the delay and blends back to its own over the overlap."""
+    from so101lab.inference.predictor import Guidance
+
+    predictor, obs = Predictor(tiny_smolvla), _obs(2)
+    noise = [torch.randn(2, 10, 32, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    queued = predictor.predict(obs, ["pick"] * 2, noise=noise[0])
+    plain = predictor.predict(obs, ["pick"] * 2, noise=noise[1])
+    guided = predictor.predict(obs, ["pick"] * 2, Guidance(queued[:, :6], delay=3), noise=noise[1])
+    off = {name: np.abs(chunk - queued).max(axis=(0, 2)) for name, chunk in (("plain", plain), ("rtc", guided))}
+    assert np.all(off["rtc"][:3] < 0.05 * off["plain"][:3]), off
+    np.testing.assert_allclose(guided[:, 8:], plain[:, 8:], atol=0.5)  # past the overlap: nearly its own
+    with pytest.raises(ValueError, match="flow-matching"):
+        Predictor(_tiny_act()).predict(obs, ["pick"] * 2, Guidance(queued[:, :6], delay=3))

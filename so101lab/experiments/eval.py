@@ -291,4 +291,5 @@ def _inference_summary(args: Args, per_episode: list[dict]) -> dict:
             "startup_holds": int(sum(b["startup_holds"] for b in batches)),
             "steps": int(sum(b["steps"] for b in batches)), "chunks": int(sum(b["chunks"] for b in batches)),
             "latency_s_mean": mean("latency_s_mean"), "jerk_mean": mean("jerk_mean"),
+            "boundary_jump_mean": mean("boundary_jump_mean"),
             "jerk_boundary_mean": mean("jerk_boundary_mean")}

@@ -175,13 +175,15 @@ class LoopStats:
     """Executed actions [B, D] per step (for jerk)."""
     boundaries: list[int] = field(default_factory=list)
     """Steps at which a landed chunk first took effect."""
+    jumps: list[float] = field(default_factory=list)
+    """Per landing that replaced a planned action: max |new - planned| (units) at the landing step."""
 
     def summary(self) -> dict[str, float]:
         jerk = boundary_jerk(np.stack(self.actions), self.boundaries) if len(self.actions) >= 4 else {}
         lat = self.latencies_s or [0.0]
         return {"steps": self.steps, "stalls": self.stalls, "startup_holds": self.startup_holds,
                 "chunks": self.chunks, "latency_s_mean": float(np.mean(lat)), "latency_s_max": float(np.max(lat)),
-                **jerk}
+                "boundary_jump_mean": float(np.mean(self.jumps)) if self.jumps else 0.0, **jerk}
 
 
 def boundary_jerk(actions: np.ndarray, boundaries: list[int], fps: float = CONTROL_HZ) -> dict[str, float]:
@@ -242,6 +244,8 @@ class ControlLoop:
         chunk = arrival.actions[:, : self.actions_per_chunk]
         first = arrival.step if self.execution.mode == "async" else self.step
         self.stats.boundaries.append(max(first, self.step))
+        if self.step in self.plan and first <= self.step < first + chunk.shape[1]:
+            self.stats.jumps.append(float(np.abs(chunk[:, self.step - first] - self.plan[self.step]).max()))
         for i in range(chunk.shape[1]):
             s = first + i
             if s < self.step:
