@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from so101lab.contract import OBS_PIXELS, OBS_STATE
 from so101lab.policies import ACTPolicy, Policy, SmolVLAPolicy, load_policy
@@ -32,14 +33,44 @@ class Guidance:
     delay: int
 
 
-def quantize_int8(policy: Policy) -> None:
-    """Dynamic int8 quantisation of the network's linear layers (CPU only; weights int8, activations
-    quantised per batch). Changes the outputs: measure with scripts/bench_policy.py."""
-    from torch.ao.quantization import quantize_dynamic
+class DynamicInt8Linear(nn.Module):
+    """An ``nn.Linear`` with int8 weights (per-output-channel scales), activations quantised per call.
 
+    ``weight`` is an empty float32 placeholder: the SmolVLA code reads ``layer.weight.dtype`` to
+    cast its inputs, and the int8 kernel takes float32.
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        float_linear = nn.Linear(linear.in_features, linear.out_features, linear.bias is not None)
+        float_linear.load_state_dict({k: v.float() for k, v in linear.state_dict().items()})
+        spec = {nn.Linear: per_channel_dynamic_qconfig}
+        self.inner = quantize_dynamic(nn.Sequential(float_linear), spec, dtype=torch.qint8)[0]
+        self.register_buffer("weight", torch.empty(0, device=linear.weight.device), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.float())
+
+
+def quantize_int8(policy: Policy) -> int:
+    """Dynamic int8 quantisation of SmolVLA's VLM + expert linear layers (CPU only); returns how many.
+
+    The small projections around them stay float32. Changes the outputs: scripts/bench_policy.py
+    measures by how much.
+    """
+    if not isinstance(policy, SmolVLAPolicy):
+        raise ValueError("int8 quantisation is implemented for SmolVLA")
     if policy.device.type != "cpu":
         raise ValueError("int8 dynamic quantisation runs on the CPU only")
-    policy.model = quantize_dynamic(policy.model, {torch.nn.Linear}, dtype=torch.qint8)
+    count = 0
+    for module in list(policy.model.vlm_with_expert.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Linear:
+                setattr(module, name, DynamicInt8Linear(child))
+                count += 1
+    return count
 
 
 class Predictor:

@@ -135,6 +135,8 @@ class Args:
     """Local SmolVLM dir, if the checkpoint's vlm_model_name is not a local path."""
     num_steps: int | None = None
     """SmolVLA: flow-matching steps per chunk (default: the checkpoint's, 10); fewer is faster, coarser."""
+    int8: bool = False
+    """SmolVLA on CPU: dynamic int8 quantisation of the VLM and expert linear layers (faster, approximate)."""
     threads: int | None = None
     """CPU threads for torch."""
     max_clients: int | None = None
@@ -147,7 +149,7 @@ def main(args: Args) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     predictor = Predictor.load(args.policy_path, device=args.device, dtype=args.dtype, vlm_dir=args.vlm_dir,
-                               num_steps=args.num_steps)
+                               num_steps=args.num_steps, int8=args.int8)
     server = PolicyServer(predictor, args.host, args.port)
     host, port = server.address
     print(f"policy server listening on {host}:{port}", flush=True)

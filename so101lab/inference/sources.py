@@ -52,6 +52,7 @@ class ServerOptions:
     vlm_dir: Path | None = None
     threads: int | None = None
     num_steps: int | None = None
+    int8: bool = False
     address: str | None = None
     """A running server (host:port); None spawns one on localhost for the run."""
     timeout_s: float = 30.0
@@ -66,6 +67,8 @@ class ServerOptions:
             args += ["--threads", str(self.threads)]
         if self.num_steps is not None:
             args += ["--num-steps", str(self.num_steps)]
+        if self.int8:
+            args += ["--int8"]
         return args
 
 
