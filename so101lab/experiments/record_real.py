@@ -1,8 +1,12 @@
-"""Record a LeRobot dataset on the real arm (or a virtual one), with the same writer as sim.
+"""Record a LeRobot dataset on the real arm (or a virtual one), or in sim, with the same writer.
 
     so101lab record --port /dev/ttyACM0 --leader-port /dev/ttyACM1 \
         --cameras front=/dev/video0 wrist=/dev/video2 --task "pick up the cube" --root data/real
     so101lab record --port virtual:PickCube --teleop expert --cameras front wrist --root data/virtual
+    so101lab record --sim PickCube --root data/teleop          # keyboard teleop in sim (record_sim.py)
+
+Recording controls as in LeRobot, from the terminal's keys: right arrow ends an episode or the
+reset phase, left arrow re-records the episode, Esc stops (`so101lab.teleop.recording`).
 
 Each frame holds the follower state and camera images at time t and the action sent at t (the
 leader's joint positions, or the scripted expert's targets on a virtual arm). Each episode stores
@@ -17,42 +21,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from so101lab.contract import (
-    DEFAULT_IMAGE_SIZE,
-    FEATURE_ACTION,
-    FEATURE_STATE,
-    OBS_PIXELS,
-    OBS_STATE,
-    image_feature,
-)
+from so101lab.contract import DEFAULT_IMAGE_SIZE
 from so101lab.datasets import DatasetInputError, DatasetWriter, VideoSettings, robot_features
 from so101lab.datasets.checks import check_recording
 from so101lab.datasets.resume import first_seed
 from so101lab.real.arm import SO101Arm
-from so101lab.real.env import SO101RealEnv
-from so101lab.real.session import (
-    default_calibration,
-    open_cameras,
-    open_port,
-    resolve_calibration,
-    wait_for_enter,
-)
+from so101lab.real.calibration import default_calibration
+from so101lab.real.cameras import open_cameras
+from so101lab.real.env import HomeMove, SO101RealEnv
+from so101lab.real.ports import open_port, resolve_calibration
+from so101lab.teleop.inputs import InputSource, KeyQueue, terminal_keys
+from so101lab.teleop.recording import CallableOperator, Phases, record_episodes
 
 
 @dataclass
 class Args:
-    port: str
-    """Serial port of the follower, or virtual:<Task> for an in-process virtual arm."""
     root: Path
     """Dataset directory (created, or appended to if it holds a dataset)."""
+    port: str | None = None
+    """Serial port of the follower, or virtual:<Task> for an in-process virtual arm."""
+    sim: str | None = None
+    """Record in this sim task instead (e.g. PickCube), teleoperated by keyboard, gamepad or the expert."""
     calibration: Path = field(default_factory=lambda: default_calibration("follower"))
     """Follower calibration file."""
     cameras: tuple[str, ...] = ()
-    """Cameras: name=/dev/videoN on hardware, bare names (front wrist) on a virtual arm."""
+    """Cameras: name=/dev/videoN on hardware, bare names (front wrist) on a virtual arm or in sim."""
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
     """Camera image (height, width)."""
-    teleop: Literal["leader", "expert"] = "leader"
-    """Who acts: the leader arm, or (virtual arm only) the task's scripted expert."""
+    teleop: Literal["leader", "expert", "keyboard", "gamepad"] | None = None
+    """Who acts: the leader arm (default on an arm), the keyboard (default with --sim), a gamepad
+    (--sim), or the task's scripted expert (--sim or an in-process virtual arm)."""
     leader_port: str | None = None
     """Serial port of the leader arm (teleop=leader)."""
     leader_calibration: Path = field(default_factory=lambda: default_calibration("leader"))
@@ -60,7 +58,20 @@ class Args:
     episodes: int = 1
     """Number of episodes to record."""
     episode_seconds: float = 10.0
-    """Length of each episode."""
+    """Length of each episode (the right arrow ends one early)."""
+    warmup_seconds: float = 0.0
+    """Drive for this long before the first episode, without recording."""
+    reset_seconds: float | None = None
+    """Reset phase after each episode, not recorded (right arrow ends it): default 10 s on a real arm,
+    0 where the scene resets itself (sim, virtual arm)."""
+    end_on_success: bool = False
+    """End an episode as soon as the task succeeds (sim, virtual arm)."""
+    home: bool = True
+    """Move the arm to the sim's home pose (slowly, at reduced torque) before each episode."""
+    visual: Literal["mesh", "primitive"] | None = None
+    """--sim: the arm's look (default: the official meshes where installed)."""
+    display: Literal["auto", "viewer", "none"] = "auto"
+    """--sim: a live MuJoCo viewer (auto: when there is a display)."""
     task: str = ""
     """Language instruction (a virtual scene supplies its own)."""
     seed: int | None = None
@@ -76,31 +87,46 @@ def check_args(args: Args) -> None:
         raise DatasetInputError(
             f"--episodes must be >= 1 and --episode-seconds > 0, got {args.episodes} and {args.episode_seconds}"
         )
+    if args.warmup_seconds < 0 or (args.reset_seconds or 0) < 0:
+        raise DatasetInputError("--warmup-seconds and --reset-seconds must be >= 0")
+    if (args.port is None) == (args.sim is None):
+        raise DatasetInputError("give --port (a real or virtual arm) or --sim <Task> (record in sim), not both")
     if args.cameras:
         check_recording(*args.image_size, len(args.cameras), 1, VideoSettings().vcodec)
 
 
-def run(args: Args) -> Path:
+def run(args: Args, keys: InputSource | None = None) -> Path:
+    """Record; ``keys`` replaces the terminal's keys as the source of recording controls (tests)."""
     check_args(args)
-    steps = round(args.episode_seconds * 30)
+    if args.sim is not None:
+        from so101lab.experiments import record_sim
+
+        return record_sim.run(args, keys)
+    teleop = args.teleop or "leader"
+    if teleop in ("keyboard", "gamepad"):
+        raise SystemExit(f"--teleop {teleop} drives a sim arm: use --sim <Task>")
     with contextlib.ExitStack() as stack:
         port = stack.enter_context(open_port(args.port, args.seed or 0))
-        if args.teleop == "expert" and port.world is None:
+        if teleop == "expert" and port.world is None:
             raise SystemExit("--teleop expert needs an in-process virtual arm (--port virtual:<Task>)")
-        if args.teleop == "leader" and args.leader_port is None:
+        if teleop == "leader" and args.leader_port is None:
             raise SystemExit("--teleop leader needs --leader-port")
         if port.hooks is None and not args.task:
             raise SystemExit("give the episodes' instruction with --task")
         cams = open_cameras(args.cameras, port, args.image_size)
         env = SO101RealEnv(port.path, resolve_calibration(args.calibration, port), cams,
-                           image_size=args.image_size, task=args.task, episode_hooks=port.hooks)
+                           image_size=args.image_size, task=args.task, episode_hooks=port.hooks,
+                           home=HomeMove() if args.home else None)
         stack.callback(env.close)
         writer = stack.enter_context(DatasetWriter(args.root, robot_features(env.specs)))
         first = first_seed(writer.episodes, args.seed, args.episodes, args.root,
                            allow_duplicates=args.allow_duplicate_seeds)  # fmt: skip
-        if args.teleop == "leader":
+        if keys is None:
+            keys = KeyQueue()
+            stack.enter_context(terminal_keys(keys))
+        if teleop == "leader":
             leader = stack.enter_context(SO101Arm(args.leader_port, args.leader_calibration, role="leader"))
-            act = lambda obs: leader.read()  # noqa: E731
+            operator = CallableOperator(lambda obs: leader.read(), keys=keys)
         else:
             from so101lab.envs import make_expert
 
@@ -111,23 +137,15 @@ def run(args: Args) -> Path:
                 with world.physics.lock:
                     return expert.act(obs)
 
-        for ep in range(args.episodes):
-            if port.hooks is None:
-                wait_for_enter(f"Reset the scene; press Enter to record episode {ep + 1}/{args.episodes}.")
-            obs, info = env.reset(seed=first + ep)
-            if args.teleop == "expert":
+            def reset():
                 with world.physics.lock:
                     expert.reset()  # a new episode: plan from its scene
-            task = info["task"] or args.task
-            for _ in range(steps):
-                action = act(obs)
-                frame = {FEATURE_STATE: obs[OBS_STATE], FEATURE_ACTION: action}
-                for name, img in obs.get(OBS_PIXELS, {}).items():
-                    frame[image_feature(name)] = img
-                writer.add_frame(frame, task)
-                obs, _, _, _, info = env.step(action)
-            index = writer.save_episode(extra={"seed": first + ep})
-            print(f"episode {index} saved ({steps} frames, task {task!r})", flush=True)
+
+            operator = CallableOperator(act, reset, keys)
+        reset_seconds = args.reset_seconds if args.reset_seconds is not None else (0.0 if port.hooks else 10.0)
+        phases = Phases(args.episodes, args.episode_seconds, args.warmup_seconds, reset_seconds)
+        record_episodes(env, operator, writer, phases, first, task=args.task,
+                        end_on_success=args.end_on_success and port.hooks is not None)
     return args.root
 
 
