@@ -145,3 +145,27 @@ def test_record_needs_a_port_or_a_sim(tmp_path):
     with pytest.raises(SystemExit, match="--sim"):
         record_real.run(record_real.Args(root=tmp_path / "x", port="virtual:PickCube", teleop="keyboard"))
     assert not (tmp_path / "x").exists()
+
+
+class InterruptAt(ScriptedInput):
+    """Scripted keys, then Ctrl-C (or a SIGTERM through the CLI) at a given tick."""
+
+    def __init__(self, timeline, at: int):
+        super().__init__(timeline)
+        self.at = at
+
+    def poll(self) -> list:
+        if self.tick == self.at:
+            raise KeyboardInterrupt
+        return super().poll()
+
+
+@pytest.mark.parametrize("at, saved", [(40, 1), (20, 0)])
+def test_an_interrupted_run_keeps_every_finished_episode(tmp_path, at, saved):
+    """Interrupted in the reset phase (tick 40): the finished episode is saved; during an episode
+    (tick 20): that unfinished episode is dropped, and a run that saved nothing leaves no dataset."""
+    root = tmp_path / "data"
+    args = sim_args(root, episodes=2, episode_seconds=1.0, reset_seconds=1.0)
+    with pytest.raises(KeyboardInterrupt):
+        record_real.run(args, InterruptAt({}, at))
+    assert (DatasetMeta(root).total_episodes if root.exists() else 0) == saved
