@@ -11,6 +11,12 @@ min and median, ratios use the min (least disturbed by other jobs on a shared ma
 With ``--lerobot-python`` the same measurements run in LeRobot 0.4.4's environment on the
 same config in the same run (this script re-invoked with ``--role lerobot``), and the JSON
 gets ``ratio`` = LeRobot time / ours (>= 1 means ours is not slower). Prints one JSON object.
+
+``--options fp32 bf16 int8 steps5 int8+steps5`` also times our chunk under each inference option
+(``bf16``: weights cast and autocast; ``int8``: dynamic int8 linear layers in the VLM and expert;
+``stepsN``: N flow-matching steps instead of 10; ``+`` combines) on the same weights, inputs and
+noise, with each option's effect on the chunk: max |chunk - fp32 chunk| in action units, next to
+the fp32 chunk's own max |value|.
 """
 
 from __future__ import annotations
@@ -112,6 +118,42 @@ def bench_ours(vlm_dir: Path, preset: str, chunk: int, batch_size: int, reps: in
     return _measure(lambda: policy.predict_action_chunk(one), train_step, batch_size, reps)
 
 
+def bench_options(vlm_dir: Path, preset: str, chunk: int, reps: int, options: list[str]) -> dict[str, object]:
+    """Chunk latency and max abs diff vs fp32 of each inference option, on one set of weights."""
+    sys.path.insert(0, str(ROOT))
+    from so101lab.inference.predictor import quantize_int8
+    from so101lab.policies import SmolVLAPolicy
+    from so101lab.policies.smolvla_config import preset_config
+
+    config = preset_config(preset, vlm_dir, CAMERAS, IMAGE_HW, chunk_size=chunk, n_action_steps=chunk)
+    torch.manual_seed(0)
+    state = SmolVLAPolicy(config, vlm_dir, _stats()).state_dict()
+    one = _raw_batch(1, chunk, torch.Generator().manual_seed(0))
+    noise = torch.randn(1, chunk, config.max_action_dim, generator=torch.Generator().manual_seed(1))
+    out: dict[str, object] = {}
+    reference = None
+    for option in ["fp32", *[o for o in options if o != "fp32"]]:
+        policy = SmolVLAPolicy(config, vlm_dir, _stats())
+        policy.load_state_dict(state)
+        for part in option.split("+"):
+            if part == "bf16":
+                policy.set_inference_precision(torch.bfloat16)
+            elif part == "int8":
+                quantize_int8(policy)
+            elif part.startswith("steps"):
+                policy.config.num_steps = int(part.removeprefix("steps"))
+            elif part != "fp32":
+                raise ValueError(f"unknown option {part!r} (fp32, bf16, int8, stepsN, combined with +)")
+        chunk_out = policy.predict_action_chunk(one, noise)
+        reference = chunk_out if reference is None else reference
+        times = _times(lambda policy=policy: policy.predict_action_chunk(one, noise), reps)
+        out[option] = {"chunk_latency_s_min": min(times), "chunk_latency_s_median": statistics.median(times),
+                       "max_abs_diff_vs_fp32": float((chunk_out - reference).abs().max()),
+                       "fp32_max_abs": float(reference.abs().max())}
+        del policy
+    return out
+
+
 def bench_lerobot(vlm_dir: Path, preset: str, chunk: int, batch_size: int, reps: int) -> dict[str, float]:
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
@@ -163,11 +205,17 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=None, help="default: 10 (tiny/small), 2 (full)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating ours/LeRobot rounds")
-    parser.add_argument("--role", choices=["ours", "lerobot"], default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--options", nargs="*", default=[],
+                        help="inference options to time on ours: fp32 bf16 int8 stepsN, combined with +")
+    parser.add_argument("--options-only", action="store_true", help="skip the ours/LeRobot chunk+training runs")
+    parser.add_argument("--role", choices=["ours", "lerobot", "options"], default=None, help=argparse.SUPPRESS)
     parser.add_argument("--vlm-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.role == "options":
+        print(json.dumps(bench_options(args.vlm_dir, args.presets[0], args.chunk_size, args.reps, args.options)))
+        return
     if args.role is not None:  # one measurement in this interpreter, for the parent run
         preset = args.presets[0]
         fn = bench_ours if args.role == "ours" else bench_lerobot
@@ -184,8 +232,8 @@ def main() -> None:
             batch = args.batch_size or (1 if preset == "full" else 8)
             reps = args.reps or (2 if preset == "full" else 10)
             row: dict[str, object] = {"batch_size": batch, "reps": reps}
-            pythons = {"ours": Path(sys.executable)}
-            if args.lerobot_python is not None:
+            pythons = {} if args.options_only else {"ours": Path(sys.executable)}
+            if args.lerobot_python is not None and not args.options_only:
                 pythons["lerobot"] = args.lerobot_python
             runs: dict[str, list[dict]] = {role: [] for role in pythons}
             for _ in range(args.rounds):  # alternate, each in a fresh process, so load hits both alike
@@ -205,9 +253,30 @@ def main() -> None:
                     "chunk_latency": theirs["chunk_latency_s_min"] / ours["chunk_latency_s_min"],
                     "train_samples_per_s": ours["train_samples_per_s"] / theirs["train_samples_per_s"],
                 }
+            if args.options:
+                cmd = [sys.executable, __file__, "--role", "options", "--presets", preset, "--vlm-dir", str(vlm),
+                       "--chunk-size", str(args.chunk_size), "--reps", str(reps), "--threads",
+                       str(torch.get_num_threads()), "--options", *args.options]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"options benchmark of {preset} failed:\n{proc.stderr[-3000:]}")
+                row["options"] = json.loads(proc.stdout.strip().splitlines()[-1])
+                _print_options(preset, row)
             report[preset] = row
     report["loadavg_end"] = os.getloadavg()
     print(json.dumps(report, indent=2))
+
+
+def _print_options(preset: str, row: dict) -> None:
+    """One line per option: latency, speed-up over our fp32, LeRobot's fp32 latency, effect on the chunk."""
+    theirs = row.get("lerobot", {}).get("chunk_latency_s_min")
+    base = row["options"]["fp32"]["chunk_latency_s_min"]
+    print(f"{preset}: chunk latency per option (LeRobot fp32: {theirs:.3f} s)" if theirs else f"{preset}:",
+          file=sys.stderr)
+    for option, r in row["options"].items():
+        print(f"  {option:<14} {r['chunk_latency_s_min']:8.3f} s  x{base / r['chunk_latency_s_min']:5.2f}  "
+              f"max |diff| vs fp32 {r['max_abs_diff_vs_fp32']:.4f} (fp32 chunk max |a| {r['fp32_max_abs']:.1f})",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":
