@@ -3,7 +3,8 @@
     MUJOCO_GL=egl python scripts/make_look_frames.py [--out docs/look] [--old-frames DIR]
 
 Each task runs its scripted expert from seed 0 for 25 control steps (the arm on its way to the
-first object) and saves `<Task>.png`: front over wrist. With `--old-frames`, a folder of
+first object) in the nominal scene (`DomainRandomization.none()`: the look itself, not one draw of
+the randomisation, which docs/randomization.png shows) and saves `<Task>.png`: front over wrist. With `--old-frames`, a folder of
 `<Task>_front.png` / `<Task>_wrist.png` rendered the same way by an older so101lab (the
 frames in docs/look came from commit 2eb7289, the capsule-and-box arm), each PNG puts the old
 frames on the left and the new on the right.
@@ -21,14 +22,14 @@ import gymnasium as gym
 import imageio.v2 as imageio
 import numpy as np
 
-from so101lab.envs import make_expert
+from so101lab.envs import DomainRandomization, make_expert
 from so101lab.envs.registration import SIM_ENV_IDS
 
 STEPS = 25
 
 
 def frames(env_id: str) -> dict[str, np.ndarray]:
-    env = gym.make(env_id, cameras=("front", "wrist"))
+    env = gym.make(env_id, cameras=("front", "wrist"), randomization=DomainRandomization.none())
     obs, _ = env.reset(seed=0)
     expert = make_expert(env)
     for _ in range(STEPS):
