@@ -48,6 +48,7 @@ TABLE_Z = 0.0
 # Joint targets (LeRobot units) of the ready pose every episode starts near: upper arm back,
 # tool 17 cm above the middle of the workspace, gripper half open.
 HOME_POSE = np.array([0.0, -100.0, 60.0, 60.0, 0.0, 30.0], dtype=np.float32)
+HOME_NOISE = 3.0  # each episode starts at HOME_POSE + uniform(-HOME_NOISE, HOME_NOISE) per joint (Real-v0 too)
 
 COLORS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.12, 0.12),
@@ -200,7 +201,7 @@ class SO101Env(gym.Env):
         self.colors = self._object_colors(self.randomizer.arm_rgb)  # the episode's arm colour
         mujoco.mj_resetData(self.model, self.data)
         self.servos.apply_params(servo)
-        home = lerobot_to_radians(HOME_POSE + rng.uniform(-3, 3, 6).astype(np.float32))
+        home = lerobot_to_radians(HOME_POSE + rng.uniform(-HOME_NOISE, HOME_NOISE, 6).astype(np.float32))
         self.data.qpos[self.qpos_adr] = home
         self.task = self._reset_task(rng)
         mujoco.mj_forward(self.model, self.data)

@@ -36,16 +36,11 @@ from so101lab.contract import (
     joint_space,
     observation_space,
 )
-from so101lab.envs.base import HOME_POSE
+from so101lab.envs.base import HOME_NOISE, HOME_POSE
 from so101lab.real.arm import IDS, SO101Arm
 from so101lab.real.calibration import Calibration
 from so101lab.real.cameras import CameraSource, FFmpegCamera
 from so101lab.real.errors import CameraError, HardwareError
-
-# The sim's reset puts each joint at HOME_POSE + uniform(-3, 3) (degrees; gripper units): the
-# region a policy trained in sim has seen its episodes start in (tests/test_real_home.py ties it
-# to the sim's resets).
-HOME_NOISE = 3.0
 
 
 @dataclass(frozen=True)
