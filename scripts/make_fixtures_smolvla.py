@@ -1,10 +1,13 @@
-"""Regenerate tests/fixtures/smolvla_tiny: a tiny SmolVLA checkpoint made and saved by LeRobot 0.4.4.
+"""Regenerate tests/fixtures/smolvla_tiny (LeRobot 0.4.4) or smolvla_tiny_061 (LeRobot 0.6.1): tiny
+SmolVLA checkpoints made and saved by that LeRobot.
 
-Run with the reference LeRobot python (never a project dependency):
+Run with a reference LeRobot python (never a project dependency):
 
-    /root/.cache/lerobot-ref/bin/python scripts/make_fixtures_smolvla.py
+    /root/.cache/lerobot-ref/bin/python scripts/make_fixtures_smolvla.py        # -> smolvla_tiny/
+    /root/.cache/lerobot-ref-061/bin/python scripts/make_fixtures_smolvla.py    # -> smolvla_tiny_061/
 
-Writes, under tests/fixtures/smolvla_tiny/:
+(with ONEDNN_MAX_CPU_ISA=AVX512_CORE, as tests/conftest.py sets, for the bfloat16 numbers).
+Writes, under the fixture directory:
 - vlm/         the tiny SmolVLM config + byte-level tokenizer (so101lab.policies.vlm_presets)
 - checkpoint/  LeRobot's save_pretrained output (config.json, model.safetensors, processors)
 - reference.safetensors + reference.json  raw inputs, fixed noise/time and LeRobot's outputs
@@ -28,7 +31,7 @@ import torch
 from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "tests" / "fixtures" / "smolvla_tiny"
+FIXTURES = ROOT / "tests" / "fixtures"
 CAMERAS = ("front", "wrist")
 IMAGE_HW = (48, 64)  # not square: exercises resize-with-pad
 TASK = "pick up the red cube"
@@ -174,7 +177,15 @@ def make(out: Path, dtype: str) -> None:
         ref["policy.chunk_normalized"] = chunk
         ref["policy.chunk"] = post(chunk)
     save_file({k: v.contiguous() for k, v in ref.items()}, str(out / f"reference{suffix}.safetensors"))
-    meta = {"tasks": tasks, "cameras": list(CAMERAS), "lerobot_version": _lerobot_version(), "dtype": dtype}
+    meta = {
+        "tasks": tasks,
+        "cameras": list(CAMERAS),
+        "lerobot_version": _lerobot_version(),
+        "dtype": dtype,
+        # bfloat16 matmuls round differently per kernel family (AVX2, AVX-512, AMX): the tests compare
+        # bfloat16 numbers only on a CPU of the same family.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
     (out / f"reference{suffix}.json").write_text(json.dumps(meta, indent=2))
     print(json.dumps({"written": str(out), **meta}))
 
@@ -219,14 +230,15 @@ def check_load(path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=None, help="default: the fixture directory of this LeRobot")
     parser.add_argument("--check-load", type=Path, default=None)
     args = parser.parse_args()
     if args.check_load is not None:
         check_load(args.check_load)
     else:
+        default = "smolvla_tiny" if _lerobot_version().startswith("0.4") else "smolvla_tiny_061"
         for dtype in ("float32", "bfloat16"):
-            make(args.out, dtype)
+            make(args.out or FIXTURES / default, dtype)
     sys.exit(0)
 
 

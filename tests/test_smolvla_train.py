@@ -65,7 +65,7 @@ def test_killed_and_resumed_run_continues_with_the_same_losses(dataset, tmp_path
 def test_training_lowers_the_loss(dataset, tmp_path):
     out = tmp_path / "run"
     _run(["--dataset", str(dataset), "--output-dir", str(out), "--steps", "200", "--save-every", "200",
-          "--lr", "1e-3", "--warmup-steps", "10", *COMMON])  # fmt: skip
+          "--lr", "1e-3", "--warmup-steps", "10", "--smolvla-loss", "lerobot04", *COMMON])  # fmt: skip
     losses = _losses(out)
     first = sum(losses[s] for s in range(1, 21)) / 20
     last = sum(losses[s] for s in range(181, 201)) / 20

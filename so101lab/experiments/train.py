@@ -122,6 +122,12 @@ class Args:
     """Actions predicted per chunk (fresh policies; a loaded checkpoint keeps its own)."""
     n_action_steps: int = 50
     """Actions of each chunk run before the next prediction, saved with a fresh policy."""
+    smolvla_loss: Literal["lerobot06", "lerobot04"] = "lerobot06"
+    """SmolVLA's loss for a new run: LeRobot 0.6's (mean over the real action dims and in-episode
+    steps) or 0.4's (mean over all 32 padded dims). A resumed run keeps its own."""
+    patch_positions: Literal["transformers4", "transformers5"] | None = None
+    """SmolVLA image patch position ids of --policy-path: None infers them from the checkpoint
+    (docs/smolvla.md); fresh policies use transformers 4's."""
     bf16: bool = False
     """Autocast the forward pass to bfloat16 (same as --dtype bfloat16)."""
     dtype: DtypeName = "float32"
@@ -211,7 +217,9 @@ def _make_smolvla(args: Args, meta, resume_from: Path | None) -> SmolVLAPolicy:
     if resume_from is not None:
         return SmolVLAPolicy.from_pretrained(resume_from / PRETRAINED, vlm_dir=args.vlm_dir)
     if args.policy_path is not None:
-        policy = SmolVLAPolicy.from_pretrained(args.policy_path, vlm_dir=args.vlm_dir)
+        policy = SmolVLAPolicy.from_pretrained(args.policy_path, vlm_dir=args.vlm_dir,
+                                               patch_positions=args.patch_positions)
+        policy.config.loss = args.smolvla_loss
         # Fine-tuning adopts the dataset's cameras and normalisation stats: SmolVLA's weights do
         # not depend on camera names or count (smolvla_base calls its cameras camera1..3).
         cams, hw = _cameras_and_shape(meta)
@@ -229,7 +237,7 @@ def _make_smolvla(args: Args, meta, resume_from: Path | None) -> SmolVLAPolicy:
         scheduler_decay_steps=decay, scheduler_decay_lr=args.decay_lr,
         optimizer_grad_clip_norm=args.grad_clip,
         # A fresh VLM has random weights: frozen, it would only feed noise to the action expert.
-        freeze_vision_encoder=False, train_expert_only=False,
+        freeze_vision_encoder=False, train_expert_only=False, loss=args.smolvla_loss,
     )  # fmt: skip
     return SmolVLAPolicy(config, vlm, stats)
 

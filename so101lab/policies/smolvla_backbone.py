@@ -41,16 +41,23 @@ def rope_tables(positions: Tensor, head_dim: int) -> tuple[Tensor, Tensor]:
     return torch.cos(angles)[..., None, :], torch.sin(angles)[..., None, :]
 
 
-def patch_position_ids(rows: int, cols: int, per_side: int, device: torch.device) -> Tensor:
+def patch_position_ids(
+    rows: int, cols: int, per_side: int, device: torch.device, convention: str = "transformers4"
+) -> Tensor:
     """Position-embedding index of each patch of a full (unpadded) image, row-major [rows*cols].
 
-    Fractional coordinates ``i / n * (1 - 1e-6)`` bucketed into ``per_side`` buckets, as in
-    transformers 4.x's SmolVLM vision embeddings.
+    Fractional coordinates bucketed into ``per_side`` buckets as SmolVLM's vision embeddings do:
+    ``i / n * (1 - 1e-6)`` in transformers 4.x, ``min(i * (1 / n), 1 - 1e-6)`` in 5.x (for a 4x4
+    grid [0,0,1,2, 0,0,1,2, 4,4,5,6, 8,8,9,10] against [0..15]).
     """
     boundaries = torch.arange(1 / per_side, 1.0, 1 / per_side, device=device)
 
     def bucket(n: int) -> Tensor:
-        coords = torch.arange(n, device=device, dtype=torch.float32) / n * (1 - 1e-6)
+        index = torch.arange(n, device=device, dtype=torch.float32)
+        if convention == "transformers5":
+            coords = torch.clamp(index * (torch.ones((), device=device) / n), max=1 - 1e-6)
+        else:
+            coords = index / n * (1 - 1e-6)
         return torch.bucketize(coords, boundaries, right=True)
 
     return (bucket(rows)[:, None] * per_side + bucket(cols)[None, :]).flatten()
@@ -142,8 +149,10 @@ class VLMWithExpert(nn.Module):
         attention_mode: str = "cross_attn",
         freeze_vision_encoder: bool = True,
         train_expert_only: bool = True,
+        patch_positions: str = "transformers4",
     ) -> None:
         super().__init__()
+        self.patch_positions = patch_positions
         self.vlm = SmolVLMForConditionalGeneration(vlm_config)
         text = self.vlm.model.text_model
         if num_vlm_layers > 0:
@@ -224,15 +233,15 @@ class VLMWithExpert(nn.Module):
     def embed_image(self, image: Tensor) -> Tensor:
         """[B, 3, H, W] in [-1, 1] -> image tokens [B, N, text hidden].
 
-        Runs the SigLIP modules of transformers' vision model, but with the patch position ids
-        of transformers 4.x (which SmolVLM/SmolVLA were trained with and LeRobot 0.4.4 runs):
-        5.x changed the bucketing, shifting every position by one.
+        Runs the SigLIP modules of transformers' vision model, but with the patch position ids of
+        the model's convention (``patch_positions``), whichever transformers is installed: 4.x ids
+        for smolvla_base and LeRobot 0.4.x checkpoints, 5.x ids for LeRobot 0.5/0.6 ones.
         """
         vision = self.vlm.model.vision_model
         emb = vision.embeddings
         patches = emb.patch_embedding(image.to(emb.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
         rows, cols = image.shape[2] // emb.patch_size, image.shape[3] // emb.patch_size
-        ids = patch_position_ids(rows, cols, emb.num_patches_per_side, image.device)
+        ids = patch_position_ids(rows, cols, emb.num_patches_per_side, image.device, self.patch_positions)
         hidden = patches + emb.position_embedding(ids)[None]
         hidden = vision.encoder(inputs_embeds=hidden, attention_mask=None).last_hidden_state
         return self.vlm.model.connector(vision.post_layernorm(hidden))

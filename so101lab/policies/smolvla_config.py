@@ -16,6 +16,13 @@ from so101lab.contract import FEATURE_ACTION, FEATURE_IMAGE_PREFIX, FEATURE_STAT
 
 CONFIG_NAME = "config.json"
 POLICY_TYPE = "smolvla"
+# so101lab's own choices that LeRobot's strict config parser would reject as config.json keys.
+OPTIONS_NAME = "so101lab.json"
+PATCH_POSITIONS = ("transformers4", "transformers5")
+LOSSES = ("lerobot06", "lerobot04")
+# config.json keys LeRobot >= 0.6 writes and 0.4.4 rejects: never written back, so every version
+# loads what we save; their presence says the checkpoint was written under transformers 5.
+LEROBOT06_KEYS = ("pretrained_revision",)
 
 
 @dataclass
@@ -151,6 +158,13 @@ class SmolVLAConfig(PolicyFeatures):
     max_period: float = 4.0
     # LeRobot keys we carry but do not interpret (device, use_amp, rtc_config, ...).
     extra: dict[str, Any] = field(default_factory=dict)
+    # so101lab options, kept in so101lab.json beside config.json (see ``load`` for the defaults).
+    patch_positions: str = "transformers4"
+    """SigLIP patch position ids as transformers 4 (smolvla_base, LeRobot 0.4.x) or 5 (LeRobot 0.5/0.6)
+    computes them; a model behaves as trained only under its own convention."""
+    loss: str = "lerobot06"
+    """'lerobot06': mean over the real action dims and in-episode steps (LeRobot 0.6); 'lerobot04': mean
+    over all max_action_dim padded dims and steps, past-the-end steps zeroed (LeRobot 0.4)."""
 
     def __post_init__(self) -> None:
         if self.n_action_steps > self.chunk_size:
@@ -168,10 +182,20 @@ class SmolVLAConfig(PolicyFeatures):
             raise NotImplementedError("prefix_length > 0 (fixed-length prefix padding) is not supported")
         if self.pad_language_to not in ("longest", "max_length"):
             raise ValueError(f"pad_language_to must be 'longest' or 'max_length', got {self.pad_language_to!r}")
+        if self.patch_positions not in PATCH_POSITIONS:
+            raise ValueError(f"patch_positions must be one of {PATCH_POSITIONS}, got {self.patch_positions!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+
+    def options(self) -> dict[str, str]:
+        """What so101lab.json holds."""
+        return {"patch_positions": self.patch_positions, "loss": self.loss}
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
-        extra = out.pop("extra")
+        for key in self.options():
+            out.pop(key)
+        extra = {k: v for k, v in out.pop("extra").items() if k not in LEROBOT06_KEYS}
         defaults = {"n_obs_steps": 1, "device": "cpu", "use_amp": False, "use_peft": False, "push_to_hub": False}
         for key, value in {**defaults, **extra}.items():
             out.setdefault(key, value)
@@ -179,9 +203,30 @@ class SmolVLAConfig(PolicyFeatures):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SmolVLAConfig:
-        """Keys we do not interpret are kept in ``extra`` and written back."""
+        """Keys we do not interpret are kept in ``extra`` and written back (but LEROBOT06_KEYS)."""
         kwargs, rest = cls._fields_from_dict({k: v for k, v in data.items() if k != "extra"})
         return cls(**kwargs, extra=rest)
+
+    def save(self, directory: str | Path) -> None:
+        super().save(directory)
+        Path(directory, OPTIONS_NAME).write_text(json.dumps(self.options(), indent=4))
+
+    @classmethod
+    def load(cls, directory: str | Path, patch_positions: str | None = None) -> SmolVLAConfig:
+        """The checkpoint's config. Patch positions: ``patch_positions`` if given, else so101lab.json's,
+        else transformers 5 where config.json has a key only LeRobot >= 0.6 writes, else transformers 4
+        (smolvla_base, LeRobot 0.4.x; LeRobot 0.5.x leaves no mark: pass ``patch_positions``)."""
+        path = Path(directory, CONFIG_NAME)
+        if not path.is_file():
+            raise FileNotFoundError(f"no {CONFIG_NAME} in checkpoint directory {directory}")
+        data = json.loads(path.read_text())
+        options_file = Path(directory, OPTIONS_NAME)
+        options = json.loads(options_file.read_text()) if options_file.is_file() else {}
+        if "patch_positions" not in options:
+            options["patch_positions"] = "transformers5" if set(LEROBOT06_KEYS) & set(data) else "transformers4"
+        if patch_positions is not None:
+            options["patch_positions"] = patch_positions
+        return dataclasses.replace(cls.from_dict(data), **options)
 
 
 def so101_features(

@@ -58,6 +58,7 @@ class SmolVLAFlowMatching(nn.Module):
             attention_mode=config.attention_mode,
             freeze_vision_encoder=config.freeze_vision_encoder,
             train_expert_only=config.train_expert_only,
+            patch_positions=config.patch_positions,
         )
         hidden = vlm_config.text_config.hidden_size
         expert = self.vlm_with_expert.expert_hidden_size

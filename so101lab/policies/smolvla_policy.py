@@ -53,13 +53,18 @@ class SmolVLAPolicy(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, vlm_dir: str | Path | None = None, device: str | torch.device = "cpu"
+        cls,
+        path: str | Path,
+        vlm_dir: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        patch_positions: str | None = None,
     ) -> SmolVLAPolicy:
-        """Load a LeRobot SmolVLA checkpoint directory (strict keys). ``vlm_dir`` overrides vlm_model_name."""
+        """Load a LeRobot SmolVLA checkpoint directory (strict keys). ``vlm_dir`` overrides vlm_model_name;
+        ``patch_positions`` ("transformers4"/"transformers5") the convention ``SmolVLAConfig.load`` infers."""
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"checkpoint directory {path} does not exist")
-        config = SmolVLAConfig.load(path)
+        config = SmolVLAConfig.load(path, patch_positions)
         vlm = resolve_vlm_dir(config.vlm_model_name, path, vlm_dir)
         policy = cls(config, vlm, load_stats(path), vlm_weights=False)
         state = load_model_state(path, set(policy.state_dict()))
@@ -93,16 +98,23 @@ class SmolVLAPolicy(nn.Module):
     ) -> tuple[Tensor, dict[str, float]]:
         """Mean flow-matching loss of a raw batch (LeRobot keys incl. ``action`` [B, chunk, A]).
 
-        Steps marked by ``action_is_pad`` (past the episode end) are zeroed before the mean, as
-        LeRobot intends; the mean runs over all ``max_action_dim`` dims as LeRobot's does.
+        Steps marked by ``action_is_pad`` (past the episode end) are left out. ``config.loss``:
+        "lerobot06" averages over the real action dims and in-episode steps (LeRobot 0.6);
+        "lerobot04" zeroes the padded steps and averages over all ``max_action_dim`` dims.
         """
         inputs = self.processor.preprocess(batch, self.device)
         if inputs.actions is None:
             raise KeyError("training batch has no 'action'")
         losses = self.forward_inputs(inputs, noise, time)
+        if self.config.loss == "lerobot06":
+            losses = losses[..., : self.config.action_dim]
         if inputs.action_is_pad is not None:
-            losses = losses * (~inputs.action_is_pad.bool())[..., None]
-        loss = losses.mean()
+            valid = ~inputs.action_is_pad.bool()
+            losses = losses * valid[..., None]
+        if self.config.loss == "lerobot06" and inputs.action_is_pad is not None:
+            loss = losses.sum() / (valid.sum() * losses.shape[-1]).clamp_min(1)
+        else:
+            loss = losses.mean()
         return loss, {"loss": float(loss.detach())}
 
     def forward(
