@@ -1,0 +1,124 @@
+"""`--ray`: collection and evaluation on a real multi-node Ray cluster on this machine (127.0.0.1 only).
+
+Each node is its own raylet with one CPU, as separate machines would be; frames and values must be
+those of a local run of the same seeds, also when a worker is SIGKILLed mid-episode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from so101lab.datasets import LeRobotDataset  # noqa: E402
+from so101lab.experiments import collect  # noqa: E402
+
+# Small and fast: what is tested is the plumbing, not the look.
+COLLECT = dict(env_id="so101lab/PickCube-v0", episodes=3, image_size=(48, 64), visual="primitive", shadows=False,
+               vcodec="h264")  # fmt: skip
+
+
+@contextlib.contextmanager
+def loopback_only():
+    """Ray binds its ports to the loopback address only when it thinks it runs a one-machine cluster;
+    several nodes on one machine are then still allowed through ``ray.cluster_utils``."""
+    from ray._private import ray_constants
+
+    before_env, before = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # the nodes' processes read it
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+        if before_env is None:
+            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+        else:
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = before_env
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and two worker nodes, one CPU each; this process is the driver."""
+    from ray.cluster_utils import Cluster
+
+    temp = tempfile.mkdtemp(prefix="ray")  # short: Ray's unix socket paths must fit in 107 bytes
+    with loopback_only():
+        nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                              "temp_dir": temp})  # fmt: skip
+        try:
+            for _ in range(2):
+                nodes.add_node(num_cpus=1)
+            nodes.wait_for_nodes()
+            ray.init(address=nodes.address, log_to_driver=False)
+            yield nodes
+        finally:
+            ray.shutdown()
+            nodes.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("local") / "ds"
+    collect.collect(collect.Args(root=root, workers=2, **COLLECT))
+    return root
+
+
+def assert_same_dataset(a: Path, b: Path) -> None:
+    """Same episodes, seeds, tasks, values and decoded frames."""
+    da, db = LeRobotDataset(a), LeRobotDataset(b)
+    assert [e["seed"] for e in da.meta.episodes] == [e["seed"] for e in db.meta.episodes]
+    assert [e["tasks"] for e in da.meta.episodes] == [e["tasks"] for e in db.meta.episodes]
+    assert len(da) == len(db)
+    for key in ("observation.state", "action"):
+        for ep in range(da.num_episodes):
+            np.testing.assert_array_equal(da.column(key, ep), db.column(key, ep))
+    for i in range(0, len(da), 5):
+        for key in da.meta.video_keys:
+            np.testing.assert_array_equal(da[i][key].numpy(), db[i][key].numpy(), err_msg=f"frame {i} {key}")
+
+
+def test_ray_collect_is_the_local_collection(cluster, local_dataset, tmp_path) -> None:
+    summary = collect.collect(collect.Args(root=tmp_path / "ds", workers=2, ray=cluster.address, **COLLECT))
+    assert summary["ray"]["nodes"] == 3 and summary["ray"]["retried_seeds"] == []
+    assert summary["episodes_saved"] == 3
+    assert_same_dataset(local_dataset, tmp_path / "ds")
+
+
+def kill_first_recording_worker(killed: list[int], stop: threading.Event) -> None:
+    """SIGKILL the first Ray worker seen with a half-encoded episode in its scratch dir."""
+    scratch = Path(tempfile.gettempdir()) / "so101lab-ray-collect"
+    while not stop.is_set():
+        for tmp in scratch.glob("*/videos/*/.*.tmp"):
+            with contextlib.suppress(OSError):
+                if tmp.stat().st_size > 0:
+                    pid = int(tmp.relative_to(scratch).parts[0])
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+        time.sleep(0.02)
+
+
+def test_a_worker_killed_mid_episode_costs_that_episode_a_retry(cluster, local_dataset, tmp_path) -> None:
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=kill_first_recording_worker, args=(killed, stop), daemon=True)
+    killer.start()
+    try:
+        summary = collect.collect(collect.Args(root=tmp_path / "ds", workers=2, ray=cluster.address, **COLLECT))
+    finally:
+        stop.set()
+        killer.join()
+    assert len(killed) == 1
+    assert len(summary["ray"]["retried_seeds"]) == 1  # the killed one, run again
+    assert summary["attempts"] == 3 and summary["episodes_saved"] == 3  # no finished episode lost or redone
+    assert_same_dataset(local_dataset, tmp_path / "ds")
