@@ -7,6 +7,7 @@ those of a local run of the same seeds, also when a worker is SIGKILLed mid-epis
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import tempfile
@@ -122,3 +123,43 @@ def test_a_worker_killed_mid_episode_costs_that_episode_a_retry(cluster, local_d
     assert len(summary["ray"]["retried_seeds"]) == 1  # the killed one, run again
     assert summary["attempts"] == 3 and summary["episodes_saved"] == 3  # no finished episode lost or redone
     assert_same_dataset(local_dataset, tmp_path / "ds")
+
+
+@pytest.fixture(scope="module")
+def act_checkpoint(tmp_path_factory) -> Path:
+    """An untrained tiny ACT for 48x64 cameras: what is compared is where the numbers are computed."""
+    import torch
+
+    from so101lab import contract
+    from so101lab.policies import ACTConfig, ACTPolicy
+    from so101lab.policies.smolvla_config import so101_features
+
+    inputs, outputs = so101_features(("front", "wrist"), (48, 64))
+    config = ACTConfig(input_features=inputs, output_features=outputs, image_size=(32, 32), dim_model=32, n_heads=2,
+                       dim_feedforward=64, n_encoder_layers=1, chunk_size=6, n_action_steps=3)  # fmt: skip
+    stats = {k: {"mean": torch.full((3, 1, 1), 0.5), "std": torch.full((3, 1, 1), 0.25)} for k in config.image_features}
+    for key in (contract.FEATURE_STATE, contract.FEATURE_ACTION):
+        stats[key] = {"mean": torch.zeros(6), "std": torch.full((6,), 30.0)}
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("act") / "ckpt"
+    ACTPolicy(config, stats).save_pretrained(path)
+    return path
+
+
+def test_ray_eval_gives_the_local_numbers(cluster, act_checkpoint, tmp_path) -> None:
+    from so101lab.experiments import eval as evaluate
+
+    def run(out: Path, **ray) -> dict:
+        return evaluate.main(evaluate.Args(policy_path=act_checkpoint, n_episodes=5, batch_size=2, max_steps=12,
+                                           max_videos=3, output_dir=out, threads=1, visual="primitive",
+                                           shadows=False, **ray))  # fmt: skip
+
+    local = run(tmp_path / "local")
+    remote = run(tmp_path / "ray", ray=cluster.address, ray_workers=3)
+    assert remote["ray"]["nodes"] == 3 and remote["ray"]["workers"] == 3
+    assert remote["per_episode"] == local["per_episode"]
+    for key in ("avg_sum_reward", "avg_max_reward", "pc_success", "pc_success_ci95", "n_episodes"):
+        assert remote["aggregated"][key] == local["aggregated"][key]
+    assert json.loads((tmp_path / "ray" / evaluate.EVAL_INFO).read_text())["per_episode"] == local["per_episode"]
+    for name in ("eval_episode_0.mp4", "eval_episode_2.mp4"):
+        assert (tmp_path / "ray" / "videos" / name).read_bytes() == (tmp_path / "local" / "videos" / name).read_bytes()

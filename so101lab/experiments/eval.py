@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -98,6 +99,13 @@ class Args:
     """Arm look of the sim (default: the env's)."""
     shadows: bool = True
     """Render shadows (off: about twice as fast on a software renderer)."""
+    ray: str | None = None
+    """Run the batches on a Ray cluster: auto (the one this machine joined with `ray start`), host:port, or
+    local; --policy-path must be readable on every node; needs so101lab[ray] (docs/ray.md)."""
+    ray_workers: int = 2
+    """--ray: Ray actors, each loading the policy once and running whole batches."""
+    ray_gpus: float | None = None
+    """--ray: GPUs each actor asks for (default: 1 with --device cuda, else 0; 0.5 puts two on a GPU)."""
 
     @property
     def latency_aware(self) -> bool:
@@ -181,9 +189,14 @@ def main(args: Args) -> dict:
         raise ValueError("n_episodes and batch_size must be >= 1")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    with contextlib.ExitStack() as stack:
-        policy, loops = _policy_and_loops(args, stack)
-        info = _evaluate(args, policy, loops)
+    if args.ray is not None:
+        from so101lab.distributed.ray_eval import evaluate_on_ray
+
+        info = evaluate_on_ray(args)
+    else:
+        with contextlib.ExitStack() as stack:
+            policy, loops = _policy_and_loops(args, stack)
+            info = _evaluate(args, policy, loops)
     agg = info["aggregated"]
     low, high = agg["pc_success_ci95"]
     print(f"{args.env}: success {agg['pc_success']:.1f}% (95% CI {low:.1f}-{high:.1f}) "
@@ -226,27 +239,48 @@ def _policy_and_loops(args: Args, stack: contextlib.ExitStack) -> tuple[Policy |
     return policy, LoopFactory(local_predict(predictor), predictor.info, execution, latency)
 
 
-def _evaluate(args: Args, policy: Policy | None, loops: LoopFactory | None) -> dict:
-    import imageio.v2 as imageio
-
-    cameras = (loops.info if loops is not None else policy_info(policy))["cameras"]
+def video_camera(args: Args, cameras: list[str]) -> str:
     camera = args.video_camera or cameras[0]
     if camera not in cameras:
         raise ValueError(f"video camera {camera!r} is not one of the policy's cameras {cameras}")
+    return camera
+
+
+def plan_batches(args: Args) -> list[tuple[int, list[int], int]]:
+    """(first episode index, seeds, episodes to film) per batch: the same batches wherever they run
+    (a batch's episodes share the policy's batched forward pass, so this keeps --ray's numbers equal)."""
+    plan = []
+    for first in range(0, args.n_episodes, args.batch_size):
+        seeds = [args.seed + i for i in range(first, min(first + args.batch_size, args.n_episodes))]
+        plan.append((first, seeds, max(0, min(len(seeds), args.max_videos - first))))
+    return plan
+
+
+def _evaluate(args: Args, policy: Policy | None, loops: LoopFactory | None) -> dict:
+    camera = video_camera(args, (loops.info if loops is not None else policy_info(policy))["cameras"])
+    outcomes = (run_batch(args, policy, seeds, film, camera, loops) for _, seeds, film in plan_batches(args))
+    return report(args, outcomes, loops)
+
+
+def report(args: Args, outcomes: Iterable[tuple[list[dict], list]], loops: LoopFactory | None = None) -> dict:
+    """Videos, eval_info.json and wandb from each batch's (results, films) in plan_batches order; a film
+    is a list of frames, or an encoded mp4 (bytes) from a worker elsewhere."""
+    import imageio.v2 as imageio
+
     videos = args.output_dir / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     start = time.time()
     per_episode, video_paths = [], []
     bar = tqdm(total=args.n_episodes, desc="eval")
-    for first in range(0, args.n_episodes, args.batch_size):
-        seeds = [args.seed + i for i in range(first, min(first + args.batch_size, args.n_episodes))]
-        film = max(0, min(len(seeds), args.max_videos - first))
-        results, frames = run_batch(args, policy, seeds, film, camera, loops)
+    for (first, seeds, _), (results, frames) in zip(plan_batches(args), outcomes):
         for j, result in enumerate(results):
             per_episode.append({"episode_ix": first + j, **result})
         for j, episode_frames in enumerate(frames):
             path = videos / f"eval_episode_{first + j}.mp4"
-            imageio.mimwrite(path, episode_frames, fps=CONTROL_HZ, macro_block_size=1)
+            if isinstance(episode_frames, bytes):
+                path.write_bytes(episode_frames)
+            else:
+                imageio.mimwrite(path, episode_frames, fps=CONTROL_HZ, macro_block_size=1)
             video_paths.append(str(path))
         bar.update(len(seeds))
     bar.close()
