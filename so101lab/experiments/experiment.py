@@ -107,6 +107,9 @@ class Args:
     """torch device for training and evaluation: auto (cuda, then mps, then cpu), cpu, cuda or mps."""
     dtype: DtypeName = "float32"
     """Precision: training autocast and evaluation inference (float32, bfloat16, float16 on GPUs)."""
+    ray: str | None = None
+    """Collect and evaluate on a Ray cluster (auto, host:port or local; --workers actors each); training
+    stays on this machine (docs/ray.md)."""
 
 
 def _task_name(env_id: str) -> str:
@@ -137,7 +140,7 @@ def collect_demos(args: Args, recipe: Recipe, root: Path) -> None:
         if have < args.demos_per_task:
             collect.collect(collect.Args(root=root, env_id=task, episodes=args.demos_per_task - have,
                                          workers=args.workers, seed=next_seed, allow_mixed_env_ids=True,
-                                         **recipe.collect))  # fmt: skip
+                                         ray=args.ray, **recipe.collect))  # fmt: skip
 
 
 def _train_args(args: Args, recipe: Recipe, root: Path, run: Path) -> train.Args:
@@ -168,7 +171,8 @@ def _evaluate(args: Args, recipe: Recipe, policy: Path, env_id: str, out: Path, 
     if not info_path.is_file():
         evaluate.main(evaluate.Args(policy_path=policy, env=env_id, n_episodes=episodes, output_dir=out, max_videos=2,
                                     instruction=instruction, threads=args.threads, device=args.device,
-                                    dtype=args.dtype, **recipe.eval))  # fmt: skip
+                                    dtype=args.dtype, ray=args.ray, ray_workers=args.workers,
+                                    **recipe.eval))  # fmt: skip
     agg = json.loads(info_path.read_text())["aggregated"]
     return {"success": agg["pc_success"] / 100, "ci95": [x / 100 for x in agg["pc_success_ci95"]],
             "episodes": agg["n_episodes"], "eval_s": agg["eval_s"]}  # fmt: skip
