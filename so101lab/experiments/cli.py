@@ -59,10 +59,21 @@ def _usage() -> str:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors about the user's arguments, files or devices (each message names the fix): one line."""
     from so101lab.datasets.checks import USER_ERRORS
+    from so101lab.distributed.ray_cluster import ClusterError  # no Ray import
     from so101lab.errors import UsageError
     from so101lab.real.errors import HardwareError
 
-    return (*USER_ERRORS, HardwareError, UsageError)
+    return (*USER_ERRORS, HardwareError, UsageError, ClusterError)
+
+
+def bare_ray_flag(args: list[str]) -> list[str]:
+    """``--ray`` without a value means ``--ray auto`` (the cluster this machine joined)."""
+    out = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append("auto")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return
-    command, rest = argv[0], argv[1:]
+    command, rest = argv[0], bare_ray_flag(argv[1:])
     if command not in COMMANDS:
         sys.exit(f"so101lab: unknown command {command!r}\n\n{_usage()}")
     stop_on_signals()  # SIGTERM/SIGHUP -> the same unwinding (torque off) as Ctrl-C
