@@ -223,7 +223,6 @@ class ControlLoop:
         self.step = 0
         self.last: np.ndarray | None = None
         self.stats = LoopStats()
-        self._epoch_start = self.step
         self._stale_until_idle = self.source.busy
         self._last_latency_steps = 0
 
