@@ -10,6 +10,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -109,6 +111,7 @@ def kill_first_recording_worker(killed: list[int], stop: threading.Event) -> Non
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_episode_costs_that_episode_a_retry(cluster, local_dataset, tmp_path) -> None:
     killed: list[int] = []
     stop = threading.Event()
@@ -146,6 +149,7 @@ def act_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_ray_eval_gives_the_local_numbers(cluster, act_checkpoint, tmp_path) -> None:
     from so101lab.experiments import eval as evaluate
 
@@ -163,3 +167,72 @@ def test_ray_eval_gives_the_local_numbers(cluster, act_checkpoint, tmp_path) -> 
     assert json.loads((tmp_path / "ray" / evaluate.EVAL_INFO).read_text())["per_episode"] == local["per_episode"]
     for name in ("eval_episode_0.mp4", "eval_episode_2.mp4"):
         assert (tmp_path / "ray" / "videos" / name).read_bytes() == (tmp_path / "local" / "videos" / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_a_dead_head_is_one_clear_error_and_the_dataset_loads(tmp_path) -> None:
+    """`so101lab collect --ray` against its own two-node cluster whose head is killed after two episodes."""
+    from ray.cluster_utils import Cluster
+
+    root = tmp_path / "ds"
+    with loopback_only():
+        nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                              "temp_dir": tempfile.mkdtemp(prefix="ray")})  # fmt: skip
+        try:
+            nodes.add_node(num_cpus=1)
+            nodes.wait_for_nodes()
+            address = nodes.address
+            cmd = [sys.executable, "-m", "so101lab.experiments.cli", "collect", "--root", str(root), "--episodes", "40",
+                   "--workers", "2", "--ray", address, "--image-size", "48", "64", "--visual", "primitive",
+                   "--no-shadows", "--vcodec", "h264"]  # fmt: skip
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                deadline = time.monotonic() + 120
+                while not _saved(root, 2) and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert proc.poll() is None, proc.communicate()
+                nodes.remove_node(nodes.head_node, allow_graceful=False)
+                killed = time.monotonic()
+                _, err = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        finally:
+            nodes.shutdown()
+    assert proc.returncode == 1 and time.monotonic() - killed < 30
+    message = err.strip().splitlines()[-1]
+    assert message.startswith(f"so101lab collect: lost the Ray cluster at '{address}'"), message
+    assert message.endswith(f"the episodes saved so far are in {root} and load as they are; rerun the same "
+                            "command to continue after them")  # fmt: skip
+    ds = LeRobotDataset(root)
+    assert ds.num_episodes >= 2 and [e["seed"] for e in ds.meta.episodes] == list(range(ds.num_episodes))
+    ds[len(ds) - 1]  # the last committed frame decodes
+
+
+def _saved(root: Path, episodes: int) -> bool:
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return json.loads((root / "meta" / "info.json").read_text())["total_episodes"] >= episodes
+    return False
+
+
+def test_a_bare_ray_flag_means_the_cluster_this_machine_joined() -> None:
+    from so101lab.experiments.cli import bare_ray_flag
+
+    assert bare_ray_flag(["--ray"]) == ["--ray", "auto"]
+    assert bare_ray_flag(["--ray", "--workers", "4"]) == ["--ray", "auto", "--workers", "4"]
+    assert bare_ray_flag(["--ray", "10.0.0.5:6379"]) == ["--ray", "10.0.0.5:6379"]
+
+
+def test_no_cluster_and_no_ray_are_one_line_each(tmp_path, monkeypatch) -> None:
+    from so101lab.experiments.cli import main as cli_main
+
+    args = ["collect", "--root", str(tmp_path / "ds"), "--episodes", "1", "--image-size", "48", "64", "--ray"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([*args, "127.0.0.1:1"])
+    assert str(exit_info.value.code).startswith("so101lab collect: nothing answers at --ray 127.0.0.1:1 (")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(args)
+    assert exit_info.value.code == "so101lab collect: --ray needs Ray: pip install 'so101lab[ray]'"
+    assert not (tmp_path / "ds").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import socket
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ class RayPool:
         from so101lab.distributed.ray_cluster import import_ray
 
         import_ray()  # a missing extra is one line here, not a traceback in the child
+        check_reachable(spec.address)
         ctx = mp.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
         self._child = ctx.Process(target=_child_main, args=(child_conn, os.getpid(), spec), daemon=True,
@@ -115,6 +117,18 @@ class RayPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_reachable(address: str) -> None:
+    """A host:port nothing listens on is one line at once (Ray's own driver retries it for minutes)."""
+    if address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise ClusterError(f"nothing answers at --ray {address} ({e}); start the head there with "
+                           "`ray start --head --port PORT` (docs/ray.md)") from None
 
 
 def _child_main(conn: Any, parent_pid: int, spec: PoolSpec) -> None:

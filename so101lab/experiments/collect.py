@@ -325,8 +325,9 @@ def main(args: Args) -> None:
     except USER_ERRORS as e:
         sys.exit(f"so101lab collect: {e}")
     except ClusterError as e:  # every episode saved before it is committed: say so
-        sys.exit(f"so101lab collect: {e}; the episodes saved so far are in {args.root} and load as they are; "
-                 "rerun the same command to continue after them")
+        kept = (args.root / "meta" / "info.json").is_file()  # a run that saved nothing leaves no dataset
+        sys.exit(f"so101lab collect: {e}" + (f"; the episodes saved so far are in {args.root} and load as they are; "
+                                             "rerun the same command to continue after them" if kept else ""))
     print(
         f"saved {summary['episodes_saved']} episodes to {summary['root']} "
         f"(expert success {summary['success_rate']:.0%} over {summary['attempts']} attempts)",
