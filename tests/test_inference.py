@@ -392,3 +392,19 @@ def test_rtc_inpaints_the_start_of_a_chunk(tiny_smolvla):
     np.testing.assert_allclose(guided[:, 8:], plain[:, 8:], atol=0.5)  # past the overlap: nearly its own
     with pytest.raises(ValueError, match="flow-matching"):
         Predictor(_tiny_act()).predict(obs, ["pick"] * 2, Guidance(queued[:, :6], delay=3))
+
+
+def test_server_tells_a_client_of_another_version_why_it_hangs_up(tiny_smolvla):
+    server = PolicyServer(Predictor(tiny_smolvla), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve, kwargs={"max_clients": 1, "idle_timeout": 20}, daemon=True)
+    thread.start()
+    head, payload = _split(protocol.encode(Message("hello")))
+    head = json.dumps({**json.loads(head), "v": 2}).encode()
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(struct.pack("<4sIQ", protocol.MAGIC, len(head), len(payload)) + head + payload)
+        reply = protocol.recv_message(sock, timeout=5)
+        assert reply.kind == "error" and reply.fields["code"] == "incompatible"
+        assert "version 2, this side 1" in reply.fields["message"]
+        with pytest.raises(ServerGone):
+            protocol.recv_message(sock, timeout=5)
+    thread.join(10)
