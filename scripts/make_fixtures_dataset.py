@@ -1,8 +1,10 @@
-"""Regenerate tests/fixtures/lerobot_dataset: a tiny v3.0 dataset written by LeRobot 0.4.4 itself.
+"""Regenerate tests/fixtures/lerobot_dataset (LeRobot 0.4.4) or lerobot061_dataset (LeRobot 0.6.1): tiny
+v3.0 datasets written by that LeRobot itself.
 
-Run with the reference LeRobot venv's python (LeRobot is never a dependency of so101lab):
+Run with a reference LeRobot venv's python (LeRobot is never a dependency of so101lab):
 
-    /root/.cache/lerobot-ref/bin/python scripts/make_fixtures_dataset.py
+    /root/.cache/lerobot-ref/bin/python scripts/make_fixtures_dataset.py       # lerobot_dataset*
+    /root/.cache/lerobot-ref-061/bin/python scripts/make_fixtures_dataset.py   # lerobot061_dataset*
 
 Besides the dataset it stores, in ``lerobot_dataset_expected.npz``, what LeRobot's own reader
 returns for a few items (with delta_timestamps), so so101lab's reader can be compared with it
@@ -20,11 +22,6 @@ import numpy as np
 from lerobot_dump_items import dump_items  # sibling script (run from scripts/ with LeRobot's python)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
-ROOT = FIXTURES / "lerobot_dataset"
-EXPECTED = FIXTURES / "lerobot_dataset_expected.npz"
-# A second, tiny one with camera frames stored as images (PNG in parquet) instead of videos.
-IMAGES_ROOT = FIXTURES / "lerobot_dataset_images"
-IMAGES_EXPECTED = FIXTURES / "lerobot_dataset_images_expected.npz"
 FPS = 30
 HEIGHT, WIDTH = 48, 64
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
@@ -84,9 +81,14 @@ def write(root: Path, expected_path: Path, episodes, dtype: str, size: tuple[int
 
 
 def main() -> None:
-    write(ROOT, EXPECTED, EPISODES, "video", (HEIGHT, WIDTH), ("front", "wrist"), PROBE_INDICES)
-    write(IMAGES_ROOT, IMAGES_EXPECTED, [(4, "pick up the red cube"), (3, "stack")], "image", (24, 32),
-          ("front",), [0, 3, 4, 6])  # fmt: skip
+    from importlib.metadata import version
+
+    prefix = "lerobot" if version("lerobot").startswith("0.4") else "lerobot061"
+    root, expected = FIXTURES / f"{prefix}_dataset", FIXTURES / f"{prefix}_dataset_expected.npz"
+    write(root, expected, EPISODES, "video", (HEIGHT, WIDTH), ("front", "wrist"), PROBE_INDICES)
+    # A second, tiny one with camera frames stored as images (PNG in parquet) instead of videos.
+    root, expected = FIXTURES / f"{prefix}_dataset_images", FIXTURES / f"{prefix}_dataset_images_expected.npz"
+    write(root, expected, [(4, "pick up the red cube"), (3, "stack")], "image", (24, 32), ("front",), [0, 3, 4, 6])
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ from so101lab.datasets import LeRobotDataset, VideoSettings
 from so101lab.datasets.synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO / "tests/fixtures/lerobot_dataset"
-EXPECTED = REPO / "tests/fixtures/lerobot_dataset_expected.npz"
+FIXTURES = REPO / "tests/fixtures"
+# fixture prefix of each LeRobot that wrote one (scripts/make_fixtures_dataset.py)
+WRITERS = {"0.4.4": "lerobot", "0.6.1": "lerobot061"}
 DUMP = REPO / "scripts/lerobot_dump_items.py"
 
 
@@ -35,10 +36,11 @@ def assert_items_equal(ours: dict, theirs: dict[str, np.ndarray], where: str) ->
         np.testing.assert_array_equal(mine, value, err_msg=f"{where} {key}")
 
 
-def test_lerobot_written_fixture_reads_identically() -> None:
-    expected = np.load(EXPECTED)
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_lerobot_written_fixture_reads_identically(writer: str) -> None:
+    expected = np.load(FIXTURES / f"{WRITERS[writer]}_dataset_expected.npz")
     delta = json.loads(str(expected["delta_timestamps"]))
-    ds = LeRobotDataset(FIXTURE, delta_timestamps=delta)
+    ds = LeRobotDataset(FIXTURES / f"{WRITERS[writer]}_dataset", delta_timestamps=delta)
     assert ds.meta.tasks == ["pick up the red cube", "put the cube in the bowl"]
     assert [e["length"] for e in ds.meta.episodes] == [18, 25, 12] and len(ds) == 55
     for j, idx in enumerate(expected["probe_indices"]):
@@ -48,8 +50,9 @@ def test_lerobot_written_fixture_reads_identically() -> None:
         assert_items_equal(item, theirs, f"item {idx}")
 
 
-def test_lerobot_written_fixture_meta() -> None:
-    ds = LeRobotDataset(FIXTURE)
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_lerobot_written_fixture_meta(writer: str) -> None:
+    ds = LeRobotDataset(FIXTURES / f"{WRITERS[writer]}_dataset")
     assert ds.meta.version == "v3.0" and ds.meta.fps == 30
     assert ds.meta.video_keys == ["observation.images.front", "observation.images.wrist"]
     assert ds.meta.stats["action"]["count"].tolist() == [55]
@@ -104,10 +107,11 @@ def test_lerobot_loads_what_so101lab_writes(tmp_path: Path, vcodec: str, lerobot
             np.testing.assert_allclose(np.asarray(stats[key][name]), value, err_msg=f"stats {key} {name}")
 
 
-def test_lerobot_written_image_dataset_reads_identically() -> None:
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_lerobot_written_image_dataset_reads_identically(writer: str) -> None:
     """Camera frames stored as PNG in parquet (dtype "image") instead of videos."""
-    root = REPO / "tests/fixtures/lerobot_dataset_images"
-    expected = np.load(REPO / "tests/fixtures/lerobot_dataset_images_expected.npz")
+    root = FIXTURES / f"{WRITERS[writer]}_dataset_images"
+    expected = np.load(FIXTURES / f"{WRITERS[writer]}_dataset_images_expected.npz")
     ds = LeRobotDataset(root, delta_timestamps=json.loads(str(expected["delta_timestamps"])))
     assert ds.meta.camera_keys == ["observation.images.front"] and ds.meta.video_keys == []
     for j, idx in enumerate(expected["probe_indices"]):
@@ -115,3 +119,52 @@ def test_lerobot_written_image_dataset_reads_identically() -> None:
         assert item["task"] == expected["tasks"][j]
         theirs = {k.split("/", 1)[1]: expected[k] for k in expected.files if k.startswith(f"{idx}/")}
         assert_items_equal(item, theirs, f"item {idx}")
+
+
+def test_lerobot061_tasks_parquet_has_a_task_column() -> None:
+    """0.6.1 writes the task text as a column named `task` (0.4.4: the pandas index)."""
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(FIXTURES / "lerobot061_dataset/meta/tasks.parquet").column_names == ["task_index", "task"]
+    tasks = LeRobotDataset(FIXTURES / "lerobot061_dataset").meta.tasks
+    assert tasks == ["pick up the red cube", "put the cube in the bowl"]
+
+
+def test_written_video_info_has_the_fields_lerobot061_writes(tmp_path: Path) -> None:
+    write_synthetic(tmp_path / "ours", [(3, "pick")])
+    ours = json.loads((tmp_path / "ours/meta/info.json").read_text())["features"]["observation.images.front"]["info"]
+    theirs = json.loads((FIXTURES / "lerobot061_dataset/meta/info.json").read_text())
+    assert set(theirs["features"]["observation.images.front"]["info"]) <= set(ours)
+    assert {k: ours[k] for k in ("video.g", "video.crf", "video.preset", "is_depth_map")} == {
+        "video.g": 2, "video.crf": 30, "video.preset": 12, "is_depth_map": False,
+    }  # fmt: skip
+
+
+def _with_feature(tmp_path: Path, key: str, feature: dict) -> Path:
+    import shutil
+
+    root = tmp_path / "ds"
+    shutil.copytree(FIXTURES / "lerobot061_dataset", root)
+    info = json.loads((root / "meta/info.json").read_text())
+    info["features"][key] = feature
+    (root / "meta/info.json").write_text(json.dumps(info))
+    return root
+
+
+def test_language_features_are_refused_by_name(tmp_path: Path) -> None:
+    from so101lab.datasets import DatasetFileError
+
+    root = _with_feature(tmp_path, "language_persistent", {"dtype": "language", "shape": [1], "names": None})
+    with pytest.raises(DatasetFileError, match=r"features.language_persistent: dtype 'language'.*not supported"):
+        LeRobotDataset(root)
+
+
+def test_depth_map_videos_are_refused_by_name(tmp_path: Path) -> None:
+    from so101lab.datasets import DatasetFileError
+
+    depth = {"dtype": "video", "shape": [48, 64, 1], "names": ["height", "width", "channels"],
+             "info": {"video.height": 48, "video.width": 64, "video.codec": "hevc", "video.pix_fmt": "gray12le",
+                      "is_depth_map": True}}  # fmt: skip
+    root = _with_feature(tmp_path, "observation.images.depth", depth)
+    with pytest.raises(DatasetFileError, match=r"features.observation.images.depth: is a depth map video"):
+        LeRobotDataset(root)

@@ -100,6 +100,13 @@ def _check_feature(feature: Any, error) -> None:
     if not isinstance(feature, dict):
         raise error(f"must be an object, got {feature!r}")
     dtype, shape = feature.get("dtype"), feature.get("shape")
+    if dtype == "language":
+        raise error("dtype 'language' (LeRobot 0.6's lerobot-annotate annotations) is not supported by "
+                    "so101lab's reader; drop the feature with LeRobot's dataset tools to read the rest")
+    video = feature.get("info") or {}
+    if dtype in VISUAL_DTYPES and (video.get("is_depth_map") or video.get("video.is_depth_map")):
+        raise error("is a depth map video (is_depth_map, LeRobot 0.6's depth cameras); so101lab reads "
+                    "RGB cameras only")
     if dtype not in (*VISUAL_DTYPES, "string") and not _is_numpy_dtype(dtype):
         raise error(f"dtype {dtype!r} is not a numeric dtype, 'string', 'video' or 'image'")
     if (

@@ -78,9 +78,19 @@ def robot_features(
     return features
 
 
-def video_info(height: int, width: int, codec: str, fps: int, pix_fmt: str = "yuv420p") -> dict[str, Any]:
-    """The ``info`` block LeRobot keeps for each video feature."""
-    return {
+def video_info(
+    height: int,
+    width: int,
+    codec: str,
+    fps: int,
+    pix_fmt: str = "yuv420p",
+    encoder: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``info`` block LeRobot keeps for each video feature: 0.4's fields, plus (given the encoder
+    settings: g, crf, preset) the ones 0.6 writes, which it parses back into its encoder config when it
+    appends to or edits a dataset (``video_backend`` must then be "pyav", the only one it accepts; the
+    codec and settings are the same as our ffmpeg's)."""
+    info: dict[str, Any] = {
         "video.height": height,
         "video.width": width,
         "video.codec": codec,
@@ -90,6 +100,11 @@ def video_info(height: int, width: int, codec: str, fps: int, pix_fmt: str = "yu
         "video.channels": 3,
         "has_audio": False,
     }
+    if encoder is not None:
+        info.update({f"video.{k}": v for k, v in encoder.items()})
+        info.update({"video.fast_decode": 0, "video.video_backend": "pyav", "video.extra_options": {},
+                     "is_depth_map": False})  # fmt: skip
+    return info
 
 
 def new_info(features: dict[str, dict[str, Any]], fps: int, robot_type: str | None) -> dict[str, Any]:

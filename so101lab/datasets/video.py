@@ -26,19 +26,20 @@ from so101lab.datasets.format import DatasetFileError, commit_file, temp_path_fo
 DEFAULT_VCODEC = "libsvtav1"
 VCODECS = ("libsvtav1", "h264")
 CODEC_NAMES = {"libsvtav1": "av1", "h264": "h264"}  # ffmpeg encoder -> codec name stored in info.json
+DEFAULT_PRESETS: dict[str, int | str] = {"libsvtav1": 12, "h264": "veryfast"}
 
 
 def encoder_args(vcodec: str, crf: int, preset: int | str | None, gop: int, threads: int | None) -> list[str]:
     """ffmpeg output options of a codec, defaults as LeRobot's (yuv420p, keyframe every ``gop``)."""
     if vcodec == "libsvtav1":
         args = ["-c:v", "libsvtav1", "-crf", str(crf), "-g", str(gop)]
-        args += ["-preset", str(12 if preset is None else preset)]
+        args += ["-preset", str(DEFAULT_PRESETS[vcodec] if preset is None else preset)]
         if threads:
             args += ["-svtav1-params", f"lp={threads}"]
     elif vcodec == "h264":
         # No B-frames: pts == dts, which keeps concatenation and seeking simple.
         args = ["-c:v", "libx264", "-crf", str(crf), "-g", str(gop), "-bf", "0"]
-        args += ["-preset", str("veryfast" if preset is None else preset)]
+        args += ["-preset", str(DEFAULT_PRESETS[vcodec] if preset is None else preset)]
         if threads:
             args += ["-threads", str(threads)]
     else:

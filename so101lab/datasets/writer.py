@@ -45,7 +45,7 @@ from so101lab.datasets.format import (
 from so101lab.datasets.lock import LOCK_NAME, DatasetLock
 from so101lab.datasets.meta import DatasetMeta, tasks_table
 from so101lab.datasets.recorder import EpisodeData, EpisodeRecorder, VideoSettings
-from so101lab.datasets.video import CODEC_NAMES, append_video, truncate_video
+from so101lab.datasets.video import CODEC_NAMES, DEFAULT_PRESETS, append_video, truncate_video
 
 MB = 1024 * 1024
 _DATASET_DIRS = ("meta", "data", "videos")  # what a dataset is made of under its root
@@ -112,10 +112,12 @@ class DatasetWriter:
         self._created, self._remove_root = True, remove_root
         self.info = new_info(features, fps, robot_type)
         codec = CODEC_NAMES[self.video.vcodec]
+        preset = self.video.preset if self.video.preset is not None else DEFAULT_PRESETS[self.video.vcodec]
+        encoder = {"g": self.video.gop, "crf": self.video.crf, "preset": preset}
         for feature in self.info["features"].values():
             if feature["dtype"] == "video":
                 h, w, _ = feature["shape"]
-                feature["info"] = video_info(h, w, codec, fps)
+                feature["info"] = video_info(h, w, codec, fps, encoder=encoder)
         self.tasks: list[str] = []
         self.episodes: list[dict[str, Any]] = []
         self.episode_stats: list[dict[str, stats_lib.Stats]] = []
