@@ -143,12 +143,13 @@ def test_bad_photos_name_the_photo(scene, tmp_path):
 
 def test_command_errors_are_one_line(scene, tmp_path):
     _, photos, _ = scene
-    with pytest.raises(SystemExit, match=r"^calibrate-camera: photo \S*nope\.jpg does not exist$"):
+    with pytest.raises(SystemExit, match=r"^so101lab calibrate-camera: photo \S*nope\.jpg does not exist$"):
         cli.main(["calibrate-camera", "solve", "--pose-photo", str(tmp_path / "nope.jpg")])
     other = tmp_path / "other.json"
     cli.main(["calibrate-camera", "solve", "--pose-photo", str(photos[0]), "--out", str(other),
               "--name", "side", "--placement.z", str(PLACEMENT.z)])
-    with pytest.raises(SystemExit, match=r"^calibrate-camera: camera file \S*other\.json has no camera named 'front'$"):
+    no_front = r"^so101lab calibrate-camera: camera file \S*other\.json has no camera named 'front'$"
+    with pytest.raises(SystemExit, match=no_front):
         cli.main(["calibrate-camera", "solve", "--pose-photo", str(photos[0]), "--intrinsics", str(other),
                   "--out", str(tmp_path / "front.json")])
     assert not (tmp_path / "front.json").exists()

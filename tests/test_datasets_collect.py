@@ -166,6 +166,9 @@ def test_execution_noise_perturbs_the_arm_but_records_the_expert(tmp_path: Path)
 class _IdleExpert:
     """Holds the start pose: never succeeds."""
 
+    def reset(self):
+        pass
+
     def act(self, obs):
         return obs["agent_pos"]
 
@@ -180,7 +183,8 @@ def test_failed_episodes_are_dropped_or_kept(tmp_path: Path, monkeypatch, keep_f
     monkeypatch.setattr(so101lab.envs, "make_expert", lambda env: _IdleExpert())
     root = tmp_path / "ds"
     writer = DatasetWriter(root, robot_features((CameraSpec("front", 32, 48),)))
-    job = collect._Job(root, "so101lab/PickCube-v0", ("front",), (32, 48), writer.features, "h264", keep_failed, 6)
+    env_kwargs = {"cameras": ("front",), "image_size": (32, 48), "visual": "primitive"}
+    job = collect._Job(root, "so101lab/PickCube-v0", env_kwargs, ("front",), writer.features, "h264", keep_failed, 6)
     result = collect.run_episode(job, seed=0)
     assert result["success"] is False and result["task"].startswith("pick up")
     if not keep_failed:

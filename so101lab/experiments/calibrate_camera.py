@@ -89,4 +89,4 @@ def main(args: PrintBoard | Solve) -> None:
     try:
         print_board(args) if isinstance(args, PrintBoard) else solve(args)
     except (ValueError, FileNotFoundError) as e:  # PhotoError and bad files: one line naming the culprit
-        raise SystemExit(f"calibrate-camera: {e}") from None
+        raise SystemExit(str(e)) from None
