@@ -21,6 +21,8 @@ def _recipe(tasks: tuple[str, ...]) -> experiment.Recipe:
         train=dict(policy="act", steps=4, batch_size=8, lr=1e-3, log_every=1, warmup_steps=0, decay_steps=4,
                    chunk_size=10, n_action_steps=10, act=ACTOptions(**TINY_ACT)),
         curve_points=2,
+        # Small frames: the policy sees 32x32, and eval renders at the dataset's size.
+        collect=dict(image_size=(48, 64)),
     )  # fmt: skip
 
 

@@ -118,7 +118,7 @@ def _task_name(env_id: str) -> str:
 
 def _dataset_root(args: Args, recipe: Recipe) -> Path:
     tasks = "all_tasks" if recipe.tasks == ALL_TASKS else "_".join(_task_name(t) for t in recipe.tasks)
-    variant = "".join(f"_{k}{v:g}" for k, v in sorted(recipe.collect.items()))
+    variant = "".join(f"_{k}{_tag(v)}" for k, v in sorted(recipe.collect.items()))
     return args.output_dir / "data" / f"{tasks}_{args.demos_per_task}{variant}"
 
 
@@ -141,6 +141,13 @@ def collect_demos(args: Args, recipe: Recipe, root: Path) -> None:
             collect.collect(collect.Args(root=root, env_id=task, episodes=args.demos_per_task - have,
                                          workers=args.workers, seed=next_seed, allow_mixed_env_ids=True,
                                          ray=args.ray, **recipe.collect))  # fmt: skip
+
+
+def _tag(value: Any) -> str:
+    """A collect option's value in a dataset folder name: 2 for 2.0, 48x64 for (48, 64)."""
+    if isinstance(value, (tuple, list)):
+        return "x".join(_tag(v) for v in value)
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
 def _train_args(args: Args, recipe: Recipe, root: Path, run: Path) -> train.Args:
