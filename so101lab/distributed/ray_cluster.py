@@ -59,12 +59,10 @@ def connected(address: str, local_cpus: int) -> Iterator[dict[str, Any]]:
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ClusterError(f"could not join the Ray cluster at {address!r} ({str(e).splitlines()[0]}); "
                                "start one with `ray start --head` (docs/ray.md)") from None
-    watch = HeadWatch(ray.get_runtime_context().gcs_address)
     try:
         yield describe(ray)
     finally:
-        watch.stop()
-        if joined and not watch.lost:  # with the head gone Ray's shutdown would wait on it
+        if joined:
             ray.shutdown()
 
 
@@ -115,14 +113,6 @@ def check_head() -> None:
         if watch.lost:
             raise ClusterError(f"lost the Ray head at {watch.address} (its port stopped answering for "
                                f"{HEAD_CHECK_S * HEAD_MISSES:.0f} s)")
-
-
-def wait_one(ray: Any, refs: list[Any], timeout_s: float = HEAD_CHECK_S) -> list[Any]:
-    """Finished refs among ``refs`` (maybe none), returning at least every ``timeout_s`` to check the head."""
-    check_head()
-    done, _ = ray.wait(refs, num_returns=1, timeout=timeout_s)
-    check_head()
-    return done
 
 
 def scratch_dir(kind: str) -> str:

@@ -57,10 +57,13 @@ class RayPool:
         child_conn.close()
         self.address = spec.address
         self._watch: HeadWatch | None = None
-        kind, _, value = self._receive(START_TIMEOUT_S, starting=True)
-        if kind == "error":
+        try:
+            kind, _, value = self._receive(START_TIMEOUT_S, starting=True)
+            if kind == "error":
+                raise ClusterError(value)
+        except BaseException:
             self.close()
-            raise ClusterError(value)
+            raise
         self.cluster: dict[str, Any] = value
         self._watch = HeadWatch(value["address"])
         self.outstanding = 0
