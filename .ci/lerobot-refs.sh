@@ -37,14 +37,14 @@ if ! "$REF06/bin/python" -c "import lerobot, scservo_sdk, grpc, diffusers" 2>/de
 fi
 "$REF06/bin/python" -c "import lerobot, scservo_sdk, grpc, diffusers" || { log "LeRobot 0.6.1 did not install"; exit 1; }
 
-# This checkout's so101lab and its env plugin, installed (not editable: the clone may go) beside LeRobot
+# This checkout's so101lab and its LeRobot plugins (env, robot), installed (not editable: the clone may go) beside LeRobot
 # 0.6.1 as a user would (docs/lerobot.md), replacing what an earlier run installed there.
-log "installing so101lab and plugins/lerobot_env_so101lab into $REF06"
+log "installing so101lab and plugins/lerobot_{env,robot}_so101lab into $REF06"
 WHEELS=$(mktemp -d) && trap 'rm -rf "$WHEELS"' EXIT
-pip_q "$REF06/bin/pip" wheel --no-deps -w "$WHEELS" . ./plugins/lerobot_env_so101lab
+pip_q "$REF06/bin/pip" wheel --no-deps -w "$WHEELS" . ./plugins/lerobot_env_so101lab ./plugins/lerobot_robot_so101lab
 pip_q "$REF06/bin/pip" install --force-reinstall --no-deps "$WHEELS"/*.whl
 pip_q "$REF06/bin/pip" install "$WHEELS"/*.whl   # so101lab's own dependencies, if new
-"$REF06/bin/python" -c "import so101lab, lerobot_env_so101lab" || { log "so101lab did not install"; exit 1; }
+"$REF06/bin/python" -c "import so101lab, lerobot_env_so101lab, lerobot_robot_so101lab" || { log "so101lab did not install"; exit 1; }
 
 echo "export SO101LAB_LEROBOT_REF=$REF/bin/python"
 echo "export SO101LAB_LEROBOT06_REF=$REF06/bin/python"

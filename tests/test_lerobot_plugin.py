@@ -1,4 +1,5 @@
-"""LeRobot 0.6.1 evaluates policies in so101lab's tasks through the env plugin (plugins/lerobot_env_so101lab).
+"""LeRobot 0.6.1 evaluates policies in so101lab's tasks through the env plugin (plugins/lerobot_env_so101lab),
+and records and replays on the virtual arm through the robot plugin (plugins/lerobot_robot_so101lab).
 
 Everything runs in the reference LeRobot 0.6.1 venv (marker `compat`; .ci/run installs so101lab and the
 plugin there): LeRobot's own `lerobot-train` makes tiny ACT, Diffusion and SmolVLA checkpoints from a
@@ -9,9 +10,11 @@ the success path works is shown with so101lab's scripted expert driven through L
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +131,72 @@ def test_lerobot_env_factory_builds_the_task_and_counts_the_experts_success(lero
     }
     assert report["task"][0] and report["task"][0] != task  # the instruction, e.g. "pick up the green cube"
     assert report["expert_success"] is True, report
+
+
+# ---- the robot plugin (plugins/lerobot_robot_so101lab): LeRobot's own commands on the virtual arm ----
+
+
+@contextlib.contextmanager
+def virtual_arm(socket: Path, *extra: str):
+    """`so101lab virtual-arm --task PickCube` in a subprocess: yields its pseudo-terminal."""
+    proc = subprocess.Popen([sys.executable, "-m", "so101lab.experiments.cli", "virtual-arm", "--task", "PickCube",
+                             "--socket", str(socket), *extra], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        port = None
+        for line in proc.stdout:
+            if line.startswith("port: "):
+                port = line.split()[1]
+            if line.startswith("virtual SO-101 running"):
+                break
+        assert port is not None and socket.exists(), "the virtual arm did not start"
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def robot_bin(lerobot_bin: Path) -> Path:
+    probe = subprocess.run([str(lerobot_bin / "python"), "-c", "import lerobot_robot_so101lab"], capture_output=True)
+    if probe.returncode:
+        message = f"lerobot_robot_so101lab is not installed beside LeRobot in {lerobot_bin} (docs/lerobot.md)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return lerobot_bin
+
+
+def test_lerobot_records_and_replays_on_the_virtual_arm_with_its_cameras(robot_bin, tmp_path):
+    """The robot `so101lab_virtual` (LeRobot's SO-101 follower + the scene's cameras, calibration, reset and
+    success): a direct check, then `lerobot-record` teleoperated from a second virtual arm as the
+    `so101_leader`, and `lerobot-replay` of the recorded episode."""
+    from so101lab.datasets import LeRobotDataset
+
+    follower, leader = tmp_path / "follower.sock", tmp_path / "leader.sock"
+    with virtual_arm(follower), virtual_arm(leader, "--calibration-out", str(tmp_path / "lcal" / "l.json")) as lport:
+        proc = _run([str(robot_bin / "python"), str(REPO / "scripts/lerobot_robot_check.py"), str(follower),
+                     str(tmp_path / "cal")], cwd=tmp_path)  # fmt: skip
+        report = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert report["task"].startswith("pick up the") and report["is_success"] is False
+        assert report["observation"]["front"] == [*HW, 3] and report["observation"]["wrist"] == [*HW, 3]
+        assert report["sent"] == [f"{j}.pos" for j in sorted(contract.JOINT_NAMES)]
+        robot = ["--robot.type=so101lab_virtual", f"--robot.world={follower}", "--robot.id=f",
+                 f"--robot.calibration_dir={tmp_path / 'cal'}", f"--robot.camera_height={HW[0]}",
+                 f"--robot.camera_width={HW[1]}"]  # fmt: skip
+        # The leader's calibration file exists; LeRobot asks once whether to write it to its motors (Enter).
+        record = [str(robot_bin / "lerobot-record"), *robot, "--teleop.type=so101_leader", f"--teleop.port={lport}",
+                  "--teleop.id=l", f"--teleop.calibration_dir={tmp_path / 'lcal'}", "--dataset.repo_id=local/rec",
+                  f"--dataset.root={tmp_path / 'rec'}", "--dataset.single_task=pick up the cube",
+                  "--dataset.num_episodes=1", "--dataset.episode_time_s=2", "--dataset.reset_time_s=0",
+                  "--dataset.push_to_hub=false", "--display_data=false", "--play_sounds=false"]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+        done = subprocess.run(record, cwd=tmp_path, input="\n\n\n", capture_output=True, text=True, timeout=300,
+                              env=env)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        ds = LeRobotDataset(tmp_path / "rec")
+        assert ds.meta.video_keys == ["observation.images.front", "observation.images.wrist"]
+        assert len(ds) > 0 and ds[0]["observation.images.front"].shape == (3, *HW)
+        assert ds.meta.tasks == ["pick up the cube"]
+        replay = [str(robot_bin / "lerobot-replay"), *robot, "--dataset.repo_id=local/rec",
+                  f"--dataset.root={tmp_path / 'rec'}", "--dataset.episode=0", "--play_sounds=false"]  # fmt: skip
+        _run(replay, cwd=tmp_path)
