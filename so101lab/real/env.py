@@ -177,7 +177,10 @@ class SO101RealEnv(gym.Env):
         steps = max(1, math.ceil(float(np.abs(distance).max()) / home.speed / CONTROL_DT))
         bus = self.arm.bus
         limits = bus.sync_read("Torque_Limit", IDS)
-        bus.sync_write("Torque_Limit", {i: min(v, round(home.torque * 1000)) for i, v in limits.items()})
+        reduced = {i: min(v, round(home.torque * 1000)) for i, v in limits.items()}
+        bus.sync_write("Torque_Limit", reduced)
+        if bus.sync_read("Torque_Limit", IDS) != reduced:  # a sync write has no reply: read it back
+            raise HardwareError("the servos did not take the reduced torque limit for the home move; torque is off")
         try:
             next_tick = time.perf_counter()
             for k in range(1, steps + 1):
