@@ -4,7 +4,8 @@
 
 Each task runs its scripted expert from seed 0 for 25 control steps (the arm on its way to the
 first object) in the nominal scene (`DomainRandomization.none()`: the look itself, not one draw of
-the randomisation, which docs/randomization.png shows) and saves `<Task>.png`: front over wrist. With `--old-frames`, a folder of
+the randomisation, which docs/randomization.png shows) and saves `<Task>.png`: front over wrist.
+With `--old-frames`, a folder of
 `<Task>_front.png` / `<Task>_wrist.png` rendered the same way by an older so101lab (the
 frames in docs/look came from commit 2eb7289, the capsule-and-box arm), each PNG puts the old
 frames on the left and the new on the right.
