@@ -49,6 +49,20 @@ def loopback_only():
             os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = before_env
 
 
+def end_leftovers(temp: str) -> None:
+    """SIGKILL what is left of a cluster after its shutdown: Ray's agents of a node whose raylet was
+    killed can outlive it. Only processes with a file open in this cluster's own temp dir."""
+    import shutil
+
+    for proc in Path("/proc").glob("[0-9]*"):
+        if proc.name == str(os.getpid()):
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd).startswith(temp + "/") for fd in (proc / "fd").iterdir()):
+                os.kill(int(proc.name), signal.SIGKILL)
+    shutil.rmtree(temp, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A head and two worker nodes, one CPU each; this process is the driver."""
@@ -67,6 +81,7 @@ def cluster():
         finally:
             ray.shutdown()
             nodes.shutdown()
+            end_leftovers(temp)
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +190,10 @@ def test_a_dead_head_is_one_clear_error_and_the_dataset_loads(tmp_path) -> None:
     from ray.cluster_utils import Cluster
 
     root = tmp_path / "ds"
+    temp = tempfile.mkdtemp(prefix="ray")
     with loopback_only():
         nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                              "temp_dir": tempfile.mkdtemp(prefix="ray")})  # fmt: skip
+                                                              "temp_dir": temp})  # fmt: skip
         try:
             nodes.add_node(num_cpus=1)
             nodes.wait_for_nodes()
@@ -200,6 +216,7 @@ def test_a_dead_head_is_one_clear_error_and_the_dataset_loads(tmp_path) -> None:
                     proc.wait()
         finally:
             nodes.shutdown()
+            end_leftovers(temp)
     assert proc.returncode == 1 and time.monotonic() - killed < 30
     message = err.strip().splitlines()[-1]
     assert message.startswith(f"so101lab collect: lost the Ray cluster at '{address}'"), message
