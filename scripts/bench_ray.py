@@ -65,8 +65,9 @@ def main() -> None:
 
     import ray
 
+    ray_temp = tempfile.mkdtemp(prefix="ray")  # short: Ray's unix socket paths must fit in 107 bytes
     ray.init(num_cpus=opts.workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-             _temp_dir=tempfile.mkdtemp(prefix="ray"))  # fmt: skip
+             _temp_dir=ray_temp)  # fmt: skip
     address = ray.get_runtime_context().gcs_address
     size = tuple(opts.image_size)
     rates: dict[str, list[dict[str, float]]] = {}
@@ -80,6 +81,7 @@ def main() -> None:
     finally:
         shutil.rmtree(out, ignore_errors=True)
         ray.shutdown()
+        shutil.rmtree(ray_temp, ignore_errors=True)
     median = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in rates.items()}
     n = opts.workers
 
