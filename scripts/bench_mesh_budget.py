@@ -20,7 +20,7 @@ import time
 import mujoco
 import numpy as np
 
-from so101lab.assets.look import apply_look
+from so101lab.assets.look import apply_look, arm_silhouettes
 from so101lab.assets.meshes import drawn_triangles, load_meshes
 from so101lab.envs.scene import ASSETS
 
@@ -36,18 +36,7 @@ def build(visual: str, budget: int | None) -> mujoco.MjModel:
 
 
 def arm_masks(model: mujoco.MjModel) -> list[np.ndarray]:
-    data = mujoco.MjData(model)
-    arm = np.flatnonzero(model.geom_type == mujoco.mjtGeom.mjGEOM_MESH)
-    masks = []
-    with mujoco.Renderer(model, *SIZE) as renderer:
-        renderer.enable_segmentation_rendering()
-        for pose in np.radians(POSES_DEG):
-            data.qpos[:6] = pose
-            mujoco.mj_forward(model, data)
-            renderer.update_scene(data, "front")
-            seg = renderer.render()
-            masks.append(np.isin(seg[..., 0], arm) & (seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM))
-    return masks
+    return arm_silhouettes(model, np.radians(POSES_DEG), "front", SIZE)
 
 
 def frames_per_second(model: mujoco.MjModel, frames: int) -> float:

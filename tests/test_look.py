@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import so101lab  # noqa: F401  (registers the envs)
-from so101lab.assets.look import ARM_COLORS, MESH_GROUP, apply_look
+from so101lab.assets.look import ARM_COLORS, MESH_GROUP, apply_look, arm_silhouettes
 from so101lab.assets.meshes import DEFAULT_TRIANGLE_BUDGET, drawn_triangles, load_meshes
 from so101lab.envs import make_expert
 from so101lab.envs.registration import SIM_ENV_IDS
@@ -59,20 +59,7 @@ def _arm_masks(budget: int | None, poses: np.ndarray, size=(240, 320)) -> list[n
     """Pixels of the arm's mesh geoms in a segmentation render from the front camera, per pose."""
     spec = mujoco.MjSpec.from_file(str(ASSETS / "pick_cube.xml"))
     apply_look(spec, "mesh", triangle_budget=budget)
-    model = spec.compile()
-    data = mujoco.MjData(model)
-    arm_geoms = np.flatnonzero(model.geom_type == mujoco.mjtGeom.mjGEOM_MESH)
-    masks = []
-    with mujoco.Renderer(model, *size) as renderer:
-        renderer.enable_segmentation_rendering()
-        for qpos in poses:
-            data.qpos[:6] = qpos
-            mujoco.mj_forward(model, data)
-            renderer.update_scene(data, "front")
-            seg = renderer.render()
-            ids, types = seg[..., 0], seg[..., 1]
-            masks.append(np.isin(ids, arm_geoms) & (types == mujoco.mjtObj.mjOBJ_GEOM))
-    return masks
+    return arm_silhouettes(spec.compile(), poses, "front", size)
 
 
 def test_simplified_arm_silhouette_matches_the_full_meshes():

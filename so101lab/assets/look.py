@@ -66,3 +66,21 @@ def apply_look(spec: mujoco.MjSpec, visual: str, color: str | tuple[float, float
         )
     for geom in robot_geoms:
         geom.group = HIDDEN_GROUP  # the primitives still collide; only the cameras no longer draw them
+
+
+def arm_silhouettes(model: mujoco.MjModel, poses: np.ndarray, camera: str = "front",
+                    size: tuple[int, int] = (480, 640)) -> list[np.ndarray]:
+    """Where the arm's mesh parts show in `camera` at each pose (the six joints, radians): a
+    segmentation render, how the simplified arm is measured against the full CAD."""
+    data = mujoco.MjData(model)
+    arm = np.flatnonzero(model.geom_type == mujoco.mjtGeom.mjGEOM_MESH)
+    masks = []
+    with mujoco.Renderer(model, *size) as renderer:
+        renderer.enable_segmentation_rendering()
+        for pose in poses:
+            data.qpos[:6] = pose
+            mujoco.mj_forward(model, data)
+            renderer.update_scene(data, camera)
+            seg = renderer.render()
+            masks.append(np.isin(seg[..., 0], arm) & (seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM))
+    return masks
