@@ -17,7 +17,7 @@ import pytest
 import so101lab  # noqa: F401  (registers the envs)
 from so101lab.assets.look import ARM_COLORS
 from so101lab.envs import DomainRandomization, make_expert
-from so101lab.envs.randomization import PRESETS, preset
+from so101lab.envs.randomization import PRESETS, preset, textured_material_name
 
 NONE = DomainRandomization.none()
 SIZE = (96, 128)
@@ -136,19 +136,31 @@ def test_surface_options_change_their_surface_only(option, surface):
     np.testing.assert_array_equal(nominal["agent_pos"], changed["agent_pos"])
 
 
-def test_floor_texture_changes_the_floor_material_only():
+def test_floor_texture_changes_the_floor_geom_material_only():
     plain, env = _env(NONE), _env(dataclasses.replace(NONE, floor_texture=1.0))
     plain.reset(seed=2)
     env.reset(seed=2)
-    before = {n: getattr(plain.model, n).copy() for n in ("mat_rgba", "geom_rgba", "light_diffuse", "cam_pos")}
-    before["mat_texid"] = np.where(np.arange(env.model.nmat)[:, None] == env.model.material("floor").id,
-                                   env.randomizer._nominal["mat_texid"], plain.model.mat_texid)
-    floor = env.model.material("floor").id
-    assert env.model.texture(env.model.mat_texid[floor, 1]).name.startswith("dr_")
-    changed = {n for n, v in before.items() if not np.array_equal(v, getattr(env.model, n))}
-    assert changed == {"mat_texid", "mat_rgba"}
-    rows = np.flatnonzero((before["mat_texid"] != env.model.mat_texid).any(1))
-    assert rows.tolist() == [floor]
+    floor = env.model.geom("floor").id
+    textured = env.model.material(textured_material_name("floor")).id
+    assert env.model.geom_matid[floor] == textured
+    assert env.model.texture(env.model.mat_texid[textured, 1]).name.startswith("dr_")
+    others, nmat = np.arange(env.model.ngeom) != floor, plain.model.nmat
+    np.testing.assert_array_equal(env.model.geom_matid[others], plain.model.geom_matid[others])
+    for name in ("mat_rgba", "mat_texid"):  # the scene's own materials, the plain floor's included
+        np.testing.assert_array_equal(getattr(env.model, name)[:nmat], getattr(plain.model, name))
+    for name in ("geom_rgba", "light_diffuse", "cam_pos"):
+        np.testing.assert_array_equal(getattr(env.model, name), getattr(plain.model, name))
+
+
+def test_an_untextured_episode_draws_the_plain_material():
+    """A surface that may be textured but is not this episode is on its untextured material (the cheap one)."""
+    env = _env(dataclasses.replace(NONE, table_texture=0.5))
+    table = env.model.geom("table").id
+    drawn = set()
+    for seed in range(12):
+        env.reset(seed=seed)
+        drawn.add(env.model.material(env.model.geom_matid[table]).name)
+    assert drawn == {"table", textured_material_name("table")}
 
 
 def _write_image(folder, name: str, rgb: tuple[int, int, int]) -> None:
@@ -168,7 +180,7 @@ def test_user_photos_show_on_their_surface_only(tmp_path, field, surface):
     config = dataclasses.replace(NONE, texture_families=(), **{field: tmp_path / "photos", probability: 1.0})
     nominal, env = _frames(NONE)
     changed, photo_env = _frames(config)
-    assert photo_env.model.texture(photo_env.model.mat_texid[photo_env.model.material(surface[0]).id, 1]).name \
+    assert photo_env.model.texture(photo_env.model.mat_texid[photo_env.model.material(textured_material_name(surface[0])).id, 1]).name \
         .endswith("image_0")
     mask = np.isin(_segmentation(env, "front"), _geoms(env, surface))
     diff = _changed(nominal["pixels"]["front"], changed["pixels"]["front"])

@@ -153,17 +153,31 @@ def add_randomized_elements(spec: mujoco.MjSpec, config: DomainRandomization, av
                          config.background_images if config.wall_texture else None)
         probability = {"table": config.table_texture, "floor": config.floor_texture, "wall": config.wall_texture}
         for surface in SURFACES:
-            material = spec.material(surface)
-            if material is not None and probability[surface]:
-                textures = list(material.textures)
-                textures += [""] * (_TEX_RGB + 1 - len(textures))
-                textures[_TEX_RGB] = PLAIN_TEXTURE
-                material.textures = textures
+            plain = spec.material(surface)
+            if plain is not None and probability[surface]:
+                _add_textured_twin(spec, plain, textured_material_name(surface))
     for i in range(config.extra_lights):
         spec.worldbody.add_light(name=extra_light_name(i), type=mujoco.mjtLightType.mjLIGHT_SPOT, pos=[0, 0, 1],
                                  dir=[0, 0, -1], cutoff=60, exponent=2, castshadow=False, active=False,
                                  diffuse=[0, 0, 0], specular=[0, 0, 0])
     add_distractor_slots(spec, config.distractors[1])
+
+
+def textured_material_name(surface: str) -> str:
+    return f"dr_{surface}"
+
+
+def _add_textured_twin(spec: mujoco.MjSpec, plain: mujoco.MjsMaterial, name: str) -> None:
+    """A copy of a surface's material that carries a texture. A textured episode points the surface's
+    geoms at it; a plain one leaves them on the untextured material, which a software renderer draws
+    about 15 % faster than a white texture. (A material cannot drop its texture instead: switched back
+    to none, it keeps drawing the last one in MuJoCo's renderer, seen with mujoco 4.0.1.)"""
+    twin = spec.add_material(name=name)
+    for field in ("rgba", "emission", "specular", "shininess", "reflectance", "metallic", "roughness"):
+        setattr(twin, field, getattr(plain, field))
+    textures = list(twin.textures)
+    textures[_TEX_RGB] = PLAIN_TEXTURE
+    twin.textures = textures
 
 
 def _uniform(rng: np.random.Generator, scale: tuple[float, float]) -> float:
@@ -221,22 +235,22 @@ class Randomizer:
         """Take the model as it stands as the nominal scene (after an edit: a calibrated camera, a shifted light)."""
         self._nominal = {
             name: getattr(self.model, name).copy()
-            for name in ("light_diffuse", "light_dir", "light_pos", "light_active", "mat_rgba", "mat_texid",
+            for name in ("light_diffuse", "light_dir", "light_pos", "light_active", "mat_rgba", "mat_texid", "geom_matid",
                          "mat_texrepeat", "mat_texuniform", "cam_pos", "cam_quat", "cam_fovy", "cam_intrinsic",
                          "geom_friction", "geom_rgba", "geom_type", "geom_size", "geom_rbound", "geom_aabb",
                          "body_mass", "body_inertia", "body_pos", "body_quat")
         }
         self._nominal_headlight = self.model.vis.headlight.diffuse.copy()
 
-    def _surface_textures(self) -> dict[str, tuple[int, dict[str, list[int]]]]:
-        """Per surface: its material and the texture ids of each family it may draw."""
+    def _surface_textures(self) -> dict[str, tuple[np.ndarray, int, dict[str, list[int]]]]:
+        """Per surface that may be textured: its geoms, its textured material and the texture ids of each family."""
         c, m = self.config, self.model
-        probability = {"table": c.table_texture, "floor": c.floor_texture, "wall": c.wall_texture}
         images = {"table": ("table", c.table_images), "wall": ("background", c.background_images)}
         surfaces = {}
         for surface in SURFACES:
-            material = _id(m, mujoco.mjtObj.mjOBJ_MATERIAL, surface)
-            if material < 0 or not probability[surface]:
+            plain = _id(m, mujoco.mjtObj.mjOBJ_MATERIAL, surface)
+            textured = _id(m, mujoco.mjtObj.mjOBJ_MATERIAL, textured_material_name(surface))
+            if plain < 0 or textured < 0:
                 continue
             families = {f: [m.texture(texture_name(f, k)).id for k in range(c.texture_variants)]
                         for f in c.texture_families}
@@ -246,7 +260,7 @@ class Randomizer:
                 if files:
                     families["image"] = [m.texture(image_texture_name(kind, i)).id for i in range(len(files))]
             if families:
-                surfaces[surface] = (material, families)
+                surfaces[surface] = (np.flatnonzero(m.geom_matid == plain), textured, families)
         return surfaces
 
     def _printed_geoms(self) -> np.ndarray:
@@ -323,9 +337,10 @@ class Randomizer:
             draw, pick, variant, scale = rng.random(), rng.random(), rng.random(), rng.uniform(*c.texture_scale)
             if surface not in self.surfaces or draw >= probability[surface]:
                 continue
-            material, families = self.surfaces[surface]
+            geoms, material, families = self.surfaces[surface]
             family = sorted(families)[int(pick * len(families))]
             textures = families[family]
+            m.geom_matid[geoms] = material
             m.mat_texid[material, _TEX_RGB] = textures[int(variant * len(textures))]
             if family == "image":  # a photo spans the surface's face once; patterns tile at a random scale
                 m.mat_texuniform[material], m.mat_texrepeat[material] = 0, (1.0, 1.0)

@@ -18,7 +18,10 @@ SIM_ENV_IDS = tuple(ENV_IDS)
 
 
 def register_envs() -> None:
-    """The sim tasks and `so101lab/Real-v0` (same spaces and units: one changed env id)."""
+    """The sim tasks, each also in the robustness benchmark's held-out conditions
+    (`so101lab/PickCube-texture-v0`, ...: so101lab/envs/robustness.py), and `so101lab/Real-v0`
+    (same spaces and units: one changed env id)."""
+    from so101lab.envs.robustness import register_conditions
     from so101lab.real import register_real_env
 
     register_real_env()
@@ -26,3 +29,4 @@ def register_envs() -> None:
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=entry_point, max_episode_steps=seconds * CONTROL_HZ,
                          disable_env_checker=True)
+        register_conditions(env_id)

@@ -169,13 +169,13 @@ def condition_env_id(task: str, condition: str) -> str:
 
 
 def register_conditions(task: str = "so101lab/PickCube-v0") -> dict[str, str]:
-    """Register an env id per condition (for `so101lab eval` in this process); returns condition -> id."""
+    """Register an env id per condition of `task` (done for every task on `import so101lab`); condition -> id."""
     from so101lab.envs.registration import ENV_IDS
 
     ids = {}
     for condition in CONDITIONS:
         env_id = ids[condition] = condition_env_id(task, condition)
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=make_condition_env, kwargs={"condition": condition, "task": task},
+            gym.register(env_id, entry_point=f"{__name__}:make_condition_env", kwargs={"condition": condition, "task": task},
                          max_episode_steps=ENV_IDS[task][1] * CONTROL_HZ, disable_env_checker=True)
     return ids

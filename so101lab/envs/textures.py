@@ -25,7 +25,7 @@ COLOR_MARGIN = 0.3  # RGB distance a texture colour keeps from every object colo
 Colors = Sequence[Sequence[float]]
 
 
-PLAIN_TEXTURE = "dr_plain"  # white: a plain surface is its material colour over it
+PLAIN_TEXTURE = "dr_plain"  # white: the textured materials' placeholder
 
 
 def texture_name(family: str, variant: int) -> str:
@@ -124,12 +124,8 @@ def _add_builtin(spec: mujoco.MjSpec, name: str, family: str, rng: np.random.Gen
 def add_texture_pool(spec: mujoco.MjSpec, families: Sequence[str], variants: int, seed: int,
                      avoid: Colors = (), table_images: str | Path | None = None,
                      background_images: str | Path | None = None) -> None:
-    """Add `variants` textures of each procedural family and one texture per user photo, and a plain one.
-
-    A surface that may be textured always carries a texture, the plain white one when it shows
-    its colour alone: a material switched from a texture back to none keeps drawing the last
-    texture in MuJoCo's renderer (seen with mujoco 4.0.1).
-    """
+    """Add `variants` textures of each procedural family, one texture per user photo, and a plain
+    white one that the textured materials carry until an episode picks theirs."""
     _add_image(spec, PLAIN_TEXTURE, np.full((8, 8, 3), 255, np.uint8))
     unknown = set(families) - set(TEXTURE_FAMILIES)
     if unknown:
