@@ -180,8 +180,8 @@ def test_user_photos_show_on_their_surface_only(tmp_path, field, surface):
     config = dataclasses.replace(NONE, texture_families=(), **{field: tmp_path / "photos", probability: 1.0})
     nominal, env = _frames(NONE)
     changed, photo_env = _frames(config)
-    assert photo_env.model.texture(photo_env.model.mat_texid[photo_env.model.material(textured_material_name(surface[0])).id, 1]).name \
-        .endswith("image_0")
+    textured = photo_env.model.material(textured_material_name(surface[0])).id
+    assert photo_env.model.texture(photo_env.model.mat_texid[textured, 1]).name.endswith("image_0")
     mask = np.isin(_segmentation(env, "front"), _geoms(env, surface))
     diff = _changed(nominal["pixels"]["front"], changed["pixels"]["front"])
     assert diff.any() and not (diff & ~mask).any()
