@@ -177,5 +177,6 @@ def register_conditions(task: str = "so101lab/PickCube-v0") -> dict[str, str]:
         env_id = ids[condition] = condition_env_id(task, condition)
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=f"{__name__}:make_condition_env",
-                         kwargs={"condition": condition, "task": task}, max_episode_steps=ENV_IDS[task][1] * CONTROL_HZ, disable_env_checker=True)
+                         kwargs={"condition": condition, "task": task},
+                         max_episode_steps=ENV_IDS[task][1] * CONTROL_HZ, disable_env_checker=True)
     return ids
