@@ -237,8 +237,8 @@ class Randomizer:
             name: getattr(self.model, name).copy()
             for name in ("light_diffuse", "light_dir", "light_pos", "light_active", "mat_rgba", "mat_texid",
                          "geom_matid", "mat_texrepeat", "mat_texuniform", "cam_pos", "cam_quat", "cam_fovy",
-                         "cam_intrinsic", "geom_friction", "geom_rgba", "geom_type", "geom_size", "geom_rbound", "geom_aabb",
-                         "body_mass", "body_inertia", "body_pos", "body_quat")
+                         "cam_intrinsic", "geom_friction", "geom_rgba", "geom_type", "geom_size", "geom_rbound",
+                         "geom_aabb", "body_mass", "body_inertia", "body_pos", "body_quat")
         }
         self._nominal_headlight = self.model.vis.headlight.diffuse.copy()
 
