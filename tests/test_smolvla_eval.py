@@ -42,3 +42,26 @@ def test_eval_rejects_unknown_camera(tmp_path):
     args = eval_cmd.Args(policy_path=CHECKPOINT, video_camera="top", output_dir=tmp_path)
     with pytest.raises(ValueError, match="video camera 'top'"):
         eval_cmd.main(args)
+
+
+def test_a_finished_episode_is_not_stepped_again():
+    """eval steps only the batch's running episodes: a finished one keeps its state and last frames."""
+    import gymnasium as gym
+    import numpy as np
+
+    import so101lab  # noqa: F401  (registers the envs)
+
+    def make():
+        return gym.make("so101lab/PickCube-v0", image_size=(48, 64), visual="primitive")
+
+    envs, alone = gym.vector.SyncVectorEnv([make, make]), make()
+    obs, _ = envs.reset(seed=[3, 4])
+    alone.reset(seed=3)
+    action = np.stack([obs["agent_pos"][0] + 5.0, obs["agent_pos"][1] + 5.0]).astype(np.float32)
+    qpos = envs.envs[1].unwrapped.data.qpos.copy()
+    stepped, *_ = eval_cmd._step_live(envs, action, np.array([True, False]), obs)
+    expected, *_ = alone.step(action[0])
+    np.testing.assert_array_equal(stepped["agent_pos"][0], expected["agent_pos"])
+    np.testing.assert_array_equal(stepped["pixels"]["front"][0], expected["pixels"]["front"])
+    np.testing.assert_array_equal(envs.envs[1].unwrapped.data.qpos, qpos)
+    np.testing.assert_array_equal(stepped["pixels"]["wrist"][1], obs["pixels"]["wrist"][1])
