@@ -84,6 +84,7 @@ def main() -> None:
         **{f"cost_{name}_wall": round(1 - b["wall"] / best["none"]["wall"], 3)
            for name, b in best.items() if name != "none"},
         **{f"{name}_reset_cpu_ms": round(min(r["reset_ms"] for r in rs), 1) for name, rs in runs.items()},
+        "all_rounds": {name: [{k: round(v, 2) for k, v in r.items()} for r in rs] for name, rs in runs.items()},
     }, indent=2))
 
 

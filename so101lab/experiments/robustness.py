@@ -33,28 +33,8 @@ def main(args: experiment.Args, base: experiment.Recipe | None = None) -> dict:
     run = args.output_dir / RECIPE
     run.mkdir(parents=True, exist_ok=True)
     ids = register_conditions(TASK)
-    policies = {}
-    for policy, preset in POLICIES.items():
-        recipe = dataclasses.replace(base, tasks=(TASK,), collect={**base.collect, "randomization": preset})
-        noise = recipe.collect.get("noise_deg", 0.0)
-        root = args.output_dir / "data" / f"PickCube_{args.demos_per_task}_noise_deg{noise:g}_{preset}"
-        experiment.collect_demos(args, recipe, root)
-        targs = experiment._train_args(args, recipe, root, run / policy)
-        done = experiment._finished_checkpoints(targs.output_dir)
-        if not done or int(done[-1].name) < targs.steps:
-            targs.resume = bool(done)
-            train.main(targs)
-        last = experiment._finished_checkpoints(targs.output_dir)[-1]
-        success = {
-            condition: experiment._evaluate(args, recipe, last / PRETRAINED, ids[condition],
-                                            run / policy / "eval" / condition, args.eval_episodes, None)
-            for condition in CONDITIONS
-        }  # fmt: skip
-        nominal = success["nominal"]["success"]
-        policies[policy] = {
-            "collect_randomization": preset, "dataset": str(root), "checkpoint": str(last),
-            "success": success, "drop_from_nominal": {c: nominal - r["success"] for c, r in success.items()},
-        }  # fmt: skip
+    policies = {policy: run_policy(args, base, policy, ids) for policy in POLICIES}
+    targs = experiment._train_args(args, base, Path(), run / "plain")
     randomized = policies["randomized"]
     results = {
         "recipe": RECIPE, "task": TASK, "train": {k: v for k, v in dataclasses.asdict(targs).items()
@@ -71,6 +51,32 @@ def main(args: experiment.Args, base: experiment.Recipe | None = None) -> dict:
     plot_results(results, run / "results.png")
     print(results_table(results))
     return results
+
+
+def run_policy(args: experiment.Args, base: experiment.Recipe, policy: str, ids: dict[str, str]) -> dict:
+    """One policy's phases (each skipped when its output exists): collect, train, evaluate every condition."""
+    preset = POLICIES[policy]
+    run = args.output_dir / RECIPE
+    recipe = dataclasses.replace(base, tasks=(TASK,), collect={**base.collect, "randomization": preset})
+    noise = recipe.collect.get("noise_deg", 0.0)
+    root = args.output_dir / "data" / f"PickCube_{args.demos_per_task}_noise_deg{noise:g}_{preset}"
+    experiment.collect_demos(args, recipe, root)
+    targs = experiment._train_args(args, recipe, root, run / policy)
+    done = experiment._finished_checkpoints(targs.output_dir)
+    if not done or int(done[-1].name) < targs.steps:
+        targs.resume = bool(done)
+        train.main(targs)
+    last = experiment._finished_checkpoints(targs.output_dir)[-1]
+    success = {
+        condition: experiment._evaluate(args, recipe, last / PRETRAINED, ids[condition],
+                                        run / policy / "eval" / condition, args.eval_episodes, None)
+        for condition in CONDITIONS
+    }  # fmt: skip
+    nominal = success["nominal"]["success"]
+    return {
+        "collect_randomization": preset, "dataset": str(root), "checkpoint": str(last),
+        "success": success, "drop_from_nominal": {c: nominal - r["success"] for c, r in success.items()},
+    }  # fmt: skip
 
 
 def results_table(results: dict) -> str:
