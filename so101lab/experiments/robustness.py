@@ -27,18 +27,23 @@ POLICIES = {"plain": "no-visual", "randomized": "robust-train"}  # policy -> col
 GOAL_NOMINAL, GOAL_DROP = 0.75, 0.10  # the issue's bar: nominal >= 75 %, every shift within 10 points
 
 
-def main(args: experiment.Args, base: experiment.Recipe | None = None) -> dict:
-    """Collect, train and evaluate both policies; `base` (default: pick-cube-act) sets collection, training, eval."""
+def main(args: experiment.Args, base: experiment.Recipe | None = None, step: int | None = None) -> dict:
+    """Collect, train and evaluate both policies; `base` (default: pick-cube-act) sets collection, training, eval.
+
+    `step` evaluates both policies' checkpoint of that training step (the same for both) instead of
+    the last; its results go to ``results_<step>.*``.
+    """
     base = base or experiment.RECIPES["pick-cube-act"]
     run = args.output_dir / RECIPE
     run.mkdir(parents=True, exist_ok=True)
     ids = register_conditions(TASK)
-    policies = {policy: run_policy(args, base, policy, ids) for policy in POLICIES}
+    policies = {policy: run_policy(args, base, policy, ids, step) for policy in POLICIES}
     targs = experiment._train_args(args, base, Path(), run / "plain")
     randomized = policies["randomized"]
     results = {
         "recipe": RECIPE, "task": TASK, "train": {k: v for k, v in dataclasses.asdict(targs).items()
-                                                   if k in ("steps", "batch_size", "seed", "lr", "ema_decay")},
+                                                   if k in ("steps", "batch_size", "seed", "lr", "ema_decay")}
+                  | {"evaluated_step": step or targs.steps},
         "eval": {"episodes": args.eval_episodes, "first_seed": experiment.evaluate.Args.seed, **base.eval},
         "conditions": {name: c.description for name, c in CONDITIONS.items()},
         "policies": policies,
@@ -46,15 +51,18 @@ def main(args: experiment.Args, base: experiment.Recipe | None = None) -> dict:
                  "met": randomized["success"]["nominal"]["success"] >= GOAL_NOMINAL
                  and max(randomized["drop_from_nominal"].values()) <= GOAL_DROP},
     }  # fmt: skip
-    (run / "results.json").write_text(json.dumps(results, indent=2))
-    (run / "results.md").write_text(results_table(results))
-    plot_results(results, run / "results.png")
+    name = "results" if step is None else f"results_{step}"
+    (run / f"{name}.json").write_text(json.dumps(results, indent=2))
+    (run / f"{name}.md").write_text(results_table(results))
+    plot_results(results, run / f"{name}.png")
     print(results_table(results))
     return results
 
 
-def run_policy(args: experiment.Args, base: experiment.Recipe, policy: str, ids: dict[str, str]) -> dict:
-    """One policy's phases (each skipped when its output exists): collect, train, evaluate every condition."""
+def run_policy(args: experiment.Args, base: experiment.Recipe, policy: str, ids: dict[str, str],
+               step: int | None = None) -> dict:
+    """One policy's phases (each skipped when its output exists): collect, train, evaluate every condition
+    with the last checkpoint, or with the checkpoint of training step `step` (training runs first if it is missing)."""
     preset = POLICIES[policy]
     run = args.output_dir / RECIPE
     recipe = dataclasses.replace(base, tasks=(TASK,), collect={**base.collect, "randomization": preset})
@@ -63,13 +71,15 @@ def run_policy(args: experiment.Args, base: experiment.Recipe, policy: str, ids:
     experiment.collect_demos(args, recipe, root)
     targs = experiment._train_args(args, recipe, root, run / policy)
     done = experiment._finished_checkpoints(targs.output_dir)
-    if not done or int(done[-1].name) < targs.steps:
+    if not done or int(done[-1].name) < (step or targs.steps):
         targs.resume = bool(done)
         train.main(targs)
-    last = experiment._finished_checkpoints(targs.output_dir)[-1]
+    checkpoints = experiment._finished_checkpoints(targs.output_dir)
+    last = checkpoints[-1] if step is None else next(c for c in checkpoints if int(c.name) == step)
+    evals = run / policy / ("eval" if step is None else f"eval_{step}")
     success = {
         condition: experiment._evaluate(args, recipe, last / PRETRAINED, ids[condition],
-                                        run / policy / "eval" / condition, args.eval_episodes, None)
+                                        evals / condition, args.eval_episodes, None)
         for condition in CONDITIONS
     }  # fmt: skip
     nominal = success["nominal"]["success"]
