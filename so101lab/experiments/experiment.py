@@ -99,6 +99,9 @@ class Args:
     """Episodes per task for the final checkpoint (seeds 1000+, never seen in training)."""
     curve_episodes: int = 20
     """Episodes per task for the earlier checkpoints of the success-vs-steps curve."""
+    eval_step: int | None = None
+    """pick-cube-act-robustness: evaluate both policies' checkpoint of this training step instead of the
+    last (a multiple of steps / 4; results_<step>.*)."""
     threads: int | None = 1
     """torch threads for training and evaluation (1 is fastest on a shared 2-core machine)."""
     workers: int = 2
@@ -195,7 +198,7 @@ def main(args: Args) -> dict:
     if args.recipe == "pick-cube-act-robustness":
         from so101lab.experiments import robustness
 
-        return robustness.main(args)
+        return robustness.main(args, step=args.eval_step)
     recipe = RECIPES[args.recipe]
     run = args.output_dir / args.recipe
     run.mkdir(parents=True, exist_ok=True)
