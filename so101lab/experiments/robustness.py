@@ -44,7 +44,7 @@ def main(args: experiment.Args, base: experiment.Recipe | None = None, step: int
         "recipe": RECIPE, "task": TASK, "train": {k: v for k, v in dataclasses.asdict(targs).items()
                                                    if k in ("steps", "batch_size", "seed", "lr", "ema_decay")}
                   | {"evaluated_step": step or targs.steps},
-        "eval": {"episodes": args.eval_episodes, "first_seed": experiment.evaluate.Args.seed, **base.eval},
+        "eval": {"first_seed": experiment.evaluate.Args.seed, **base.eval},  # episodes: in each success entry
         "conditions": {name: c.description for name, c in CONDITIONS.items()},
         "policies": policies,
         "goal": {"nominal_at_least": GOAL_NOMINAL, "drop_at_most": GOAL_DROP,
@@ -101,8 +101,10 @@ def results_table(results: dict) -> str:
             lo, hi = r["ci95"]
             cells += [f"{r['success']:.0%} ({lo:.0%}-{hi:.0%})", f"{100 * p['drop_from_nominal'][condition]:+.0f} pts"]
         lines.append(f"| {condition} | " + " | ".join(cells) + " |")
-    episodes, seed = results["eval"]["episodes"], results["eval"]["first_seed"]
-    return "\n".join(lines) + f"\n\n{episodes} episodes per condition and policy, seeds from {seed}.\n"
+    seed = results["eval"]["first_seed"]
+    counts = ", ".join(f"{name}: {'/'.join(sorted({str(r['episodes']) for r in p['success'].values()}))}"
+                       for name, p in policies.items())
+    return "\n".join(lines) + f"\n\nEpisodes per condition ({counts}), seeds from {seed}.\n"
 
 
 def plot_results(results: dict, path: Path) -> None:
