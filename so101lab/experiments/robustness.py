@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from so101lab.envs.robustness import CONDITIONS, register_conditions
+from so101lab.errors import UsageError
 from so101lab.experiments import experiment, train
 from so101lab.policies.train_state import PRETRAINED
 
@@ -75,6 +76,9 @@ def run_policy(args: experiment.Args, base: experiment.Recipe, policy: str, ids:
         targs.resume = bool(done)
         train.main(targs)
     checkpoints = experiment._finished_checkpoints(targs.output_dir)
+    if step is not None and step not in {int(c.name) for c in checkpoints}:
+        raise UsageError(f"--eval-step {step}: {policy} has no checkpoint of that step in {targs.output_dir} "
+                         f"(it has {[int(c.name) for c in checkpoints]})")
     last = checkpoints[-1] if step is None else next(c for c in checkpoints if int(c.name) == step)
     evals = run / policy / ("eval" if step is None else f"eval_{step}")
     success = {
