@@ -1,6 +1,6 @@
 """What domain randomisation costs in pixel mode, side by side in one run; prints JSON.
 
-    MUJOCO_GL=egl python scripts/bench_randomization.py [--episodes 24] [--steps-per-episode 10] [--rounds 2]
+    MUJOCO_GL=egl python scripts/bench_randomization.py [--episodes 24] [--steps-per-episode 10] [--rounds 2] [--parts]
 
 PickCube with both cameras at 480x640 (the mesh look, shadows on), stepped with the same smooth
 joint targets as scripts/bench_env.py over `--episodes` seeds: what a textured, blurred or
@@ -8,7 +8,9 @@ JPEG-compressed episode costs is drawn per episode, so the cost is an average ov
 (a handful of long ones would measure the draws of those few). Configs: no randomisation
 (`DomainRandomization.none()`), the default (every part on but distractors and user photos), the
 default with every image corruption forced on in every episode (the worst case), and the
-robustness benchmark's training preset. Step time and reset time are measured apart: the step
+robustness benchmark's training preset; `--parts` adds the default with one part off at a time
+(textures, image corruptions, spare lights, colour and pose jitter): a part's share of the cost is the
+default's cost minus that run's. Step time and reset time are measured apart: the step
 cost is the issue's number, the reset's is reported beside it. Rates are best of rounds, in CPU
 time of this process (the renderer's threads included) and in wall time.
 """
@@ -38,6 +40,14 @@ CONFIGS = {
                                                                  image_jpeg_prob=1.0),
     "robust_train": lambda: preset("robust-train"),
 }
+# --parts: the default with one part off each, so a part's share of the cost is default minus it.
+PARTS = {
+    "textures": dict(table_texture=0.0, floor_texture=0.0, wall_texture=0.0),
+    "image_corruptions": dict(image_color=0.0, image_blur_prob=0.0, image_jpeg_prob=0.0, image_noise=0.0),
+    "extra_lights": dict(extra_lights=0),
+    "jitter": dict(object_color=0.0, light_intensity=0.0, light_direction=0.0, light_position=0.0, light_color=0.0,
+                   table_color=0.0, camera_position=0.0, camera_rotation=0.0, camera_fov=0.0, arm_color=0.0),
+}
 
 
 def bench(env: gym.Env, actions, episodes: int) -> dict[str, float]:
@@ -65,9 +75,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--parts", action="store_true", help="also the default with each part off (PARTS)")
     args = parser.parse_args()
-    envs = {name: gym.make("so101lab/PickCube-v0", image_size=(args.height, args.width), randomization=make())
-            for name, make in CONFIGS.items()}
+    configs = {name: make() for name, make in CONFIGS.items()}
+    if args.parts:
+        configs |= {f"default_without_{part}": dataclasses.replace(DomainRandomization(), **off)
+                    for part, off in PARTS.items()}
+    envs = {name: gym.make("so101lab/PickCube-v0", image_size=(args.height, args.width), randomization=config)
+            for name, config in configs.items()}
     actions = joint_targets(args.steps_per_episode)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in envs}
     for _ in range(args.rounds):

@@ -121,7 +121,7 @@ def _task_name(env_id: str) -> str:
 
 def _dataset_root(args: Args, recipe: Recipe) -> Path:
     tasks = "all_tasks" if recipe.tasks == ALL_TASKS else "_".join(_task_name(t) for t in recipe.tasks)
-    variant = "".join(f"_{k}{_tag(v)}" for k, v in sorted(recipe.collect.items()))
+    variant = "".join(f"_{k}{'-' * isinstance(v, str)}{_tag(v)}" for k, v in sorted(recipe.collect.items()))
     return args.output_dir / "data" / f"{tasks}_{args.demos_per_task}{variant}"
 
 

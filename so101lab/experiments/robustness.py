@@ -67,8 +67,7 @@ def run_policy(args: experiment.Args, base: experiment.Recipe, policy: str, ids:
     preset = POLICIES[policy]
     run = args.output_dir / RECIPE
     recipe = dataclasses.replace(base, tasks=(TASK,), collect={**base.collect, "randomization": preset})
-    noise = recipe.collect.get("noise_deg", 0.0)
-    root = args.output_dir / "data" / f"PickCube_{args.demos_per_task}_noise_deg{noise:g}_{preset}"
+    root = experiment._dataset_root(args, recipe)
     experiment.collect_demos(args, recipe, root)
     targs = experiment._train_args(args, recipe, root, run / policy)
     done = experiment._finished_checkpoints(targs.output_dir)
