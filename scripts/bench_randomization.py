@@ -10,9 +10,10 @@ JPEG-compressed episode costs is drawn per episode, so the cost is an average ov
 default with every image corruption forced on in every episode (the worst case), and the
 robustness benchmark's training preset; `--parts` adds the default with one part off at a time
 (textures, image corruptions, spare lights, colour and pose jitter): a part's share of the cost is the
-default's cost minus that run's. Step time and reset time are measured apart: the step
-cost is the issue's number, the reset's is reported beside it. Rates are best of rounds, in CPU
-time of this process (the renderer's threads included) and in wall time.
+default's cost minus that run's. Step time and reset time are measured apart: the step cost is
+the issue's number, the reset's is reported beside it. The configs take turns episode by episode
+(drift of the machine weighs on all alike). Rates are best of rounds, in CPU time of this process
+(the renderer's threads included) and in wall time.
 """
 
 # ruff: noqa: I001  (so101lab first: it selects headless EGL before mujoco loads its GL backend)
@@ -50,22 +51,29 @@ PARTS = {
 }
 
 
-def bench(env: gym.Env, actions, episodes: int) -> dict[str, float]:
-    """Steps per second of CPU time and of wall time, and CPU ms per reset, over `episodes` seeds of
-    len(actions) steps each. CPU time is robust to other jobs on the machine; wall time is what a user
-    waits for on an idle one (the software renderer spreads its pixels over the cores)."""
-    step_cpu = step_wall = reset_cpu = 0.0
+def bench_episode(env: gym.Env, actions, seed: int) -> tuple[float, float, float]:
+    """CPU seconds of the reset, then CPU and wall seconds of stepping through `actions`, for one seed.
+    CPU time is robust to other jobs on the machine; wall time is what a user waits for on an idle one
+    (the software renderer spreads its pixels over the cores)."""
+    start = time.process_time()
+    env.reset(seed=seed)
+    middle, wall = time.process_time(), time.perf_counter()
+    for action in actions:
+        env.step(action)
+    return middle - start, time.process_time() - middle, time.perf_counter() - wall
+
+
+def bench_round(envs: dict[str, gym.Env], actions, episodes: int) -> dict[str, dict[str, float]]:
+    """Steps per second (CPU and wall) and CPU ms per reset of every config over `episodes` seeds.
+    The configs take turns episode by episode, so a machine that speeds up or slows down during the
+    round (this virtual machine drifts by 10-20 % over minutes) weighs on all of them alike."""
+    totals = {name: [0.0, 0.0, 0.0] for name in envs}
     for seed in range(episodes):
-        start = time.process_time()
-        env.reset(seed=seed)
-        middle, wall = time.process_time(), time.perf_counter()
-        for action in actions:
-            env.step(action)
-        reset_cpu += middle - start
-        step_cpu += time.process_time() - middle
-        step_wall += time.perf_counter() - wall
+        for name, env in envs.items():
+            totals[name] = [t + x for t, x in zip(totals[name], bench_episode(env, actions, seed), strict=True)]
     steps = episodes * len(actions)
-    return {"cpu": steps / step_cpu, "wall": steps / step_wall, "reset_ms": 1000 * reset_cpu / episodes}
+    return {name: {"cpu": steps / step_cpu, "wall": steps / step_wall, "reset_ms": 1000 * reset_cpu / episodes}
+            for name, (reset_cpu, step_cpu, step_wall) in totals.items()}
 
 
 def main() -> None:
@@ -86,8 +94,8 @@ def main() -> None:
     actions = joint_targets(args.steps_per_episode)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in envs}
     for _ in range(args.rounds):
-        for name, env in envs.items():
-            runs[name].append(bench(env, actions, args.episodes))
+        for name, result in bench_round(envs, actions, args.episodes).items():
+            runs[name].append(result)
     best = {name: {k: max(r[k] for r in rs) for k in ("cpu", "wall")} for name, rs in runs.items()}
     print(json.dumps({
         "image_size": [args.height, args.width], "episodes": args.episodes,
