@@ -1,7 +1,9 @@
 """Success versus inference latency in sim, synchronous versus async chunk execution: a table and a plot.
 
-    python scripts/latency_table.py --policy-path outputs/experiments/pick-cube-act-robustness/plain/train/checkpoints/002400 \
-        --env so101lab/PickCube-nominal-v0 --episodes 20 --latencies 0 100 300 1000 --out docs/results/latency_pick_cube_act
+    python scripts/latency_table.py \
+        --policy-path outputs/experiments/pick-cube-act-robustness/plain/train/checkpoints/002400 \
+        --env so101lab/PickCube-nominal-v0 --episodes 20 --latencies 0 100 300 1000 \
+        --out docs/results/latency_pick_cube_act
 
 For every latency, ``so101lab eval`` runs the same seeds twice on simulated time (the world keeps
 moving while the policy computes): ``sync`` (ask for a chunk when the queue is empty, hold still
