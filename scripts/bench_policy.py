@@ -16,7 +16,10 @@ gets ``ratio`` = LeRobot time / ours (>= 1 means ours is not slower). Prints one
 (``bf16``: weights cast and autocast; ``int8``: dynamic int8 linear layers in the VLM and expert;
 ``stepsN``: N flow-matching steps instead of 10; ``+`` combines) on the same weights, inputs and
 noise, with each option's effect on the chunk: max |chunk - fp32 chunk| in action units, next to
-the fp32 chunk's own max |value|.
+the fp32 chunk's own max |value|. With options, the JSON also gives the chunk's matrix-product work
+(GFLOP, counted by torch; attention excluded) and this CPU's measured product throughput (float32 and
+dynamic int8, on a vision-tower-sized layer), so ``floor_s`` = work / throughput is the latency no
+kernel tuning can beat on this machine.
 """
 
 from __future__ import annotations
@@ -130,28 +133,57 @@ def bench_options(vlm_dir: Path, preset: str, chunk: int, reps: int, options: li
     state = SmolVLAPolicy(config, vlm_dir, _stats()).state_dict()
     one = _raw_batch(1, chunk, torch.Generator().manual_seed(0))
     noise = torch.randn(1, chunk, config.max_action_dim, generator=torch.Generator().manual_seed(1))
-    out: dict[str, object] = {}
+    out: dict[str, object] = {"throughput": gemm_throughput()}
     reference = None
     for option in ["fp32", *[o for o in options if o != "fp32"]]:
         policy = SmolVLAPolicy(config, vlm_dir, _stats())
         policy.load_state_dict(state)
-        for part in option.split("+"):
-            if part == "bf16":
-                policy.set_inference_precision(torch.bfloat16)
-            elif part == "int8":
-                quantize_int8(policy)
-            elif part.startswith("steps"):
+        parts = option.split("+")
+        for part in parts:
+            if part.startswith("steps"):
                 policy.config.num_steps = int(part.removeprefix("steps"))
-            elif part != "fp32":
+            elif part not in ("fp32", "bf16", "int8"):
                 raise ValueError(f"unknown option {part!r} (fp32, bf16, int8, stepsN, combined with +)")
+        gflop = chunk_gflop(policy, one)  # counted in float32, before any cast: the same work in every precision
+        if "bf16" in parts:
+            policy.set_inference_precision(torch.bfloat16)
+        if "int8" in parts:
+            quantize_int8(policy)
         chunk_out = policy.predict_action_chunk(one, noise)
         reference = chunk_out if reference is None else reference
         times = _times(lambda policy=policy: policy.predict_action_chunk(one, noise), reps)
+        rate = out["throughput"]["int8_gflops" if "int8" in parts else "fp32_gflops"]
         out[option] = {"chunk_latency_s_min": min(times), "chunk_latency_s_median": statistics.median(times),
                        "max_abs_diff_vs_fp32": float((chunk_out - reference).abs().max()),
-                       "fp32_max_abs": float(reference.abs().max())}
+                       "fp32_max_abs": float(reference.abs().max()), "gflop": gflop,
+                       "floor_s": None if "bf16" in parts else gflop / rate}
         del policy
     return out
+
+
+def gemm_throughput(reps: int = 5) -> dict[str, float]:
+    """Best GFLOP/s of one vision-tower MLP layer (2 x 1,024 patches, 768 -> 3,072) in float32 and dynamic int8."""
+    sys.path.insert(0, str(ROOT))
+    from so101lab.inference.predictor import DynamicInt8Linear
+
+    linear = torch.nn.Linear(768, 3072)
+    x = torch.randn(2048, 768)
+    flop = 2 * x.shape[0] * linear.in_features * linear.out_features
+    out = {}
+    with torch.no_grad():
+        for name, layer in (("fp32", linear), ("int8", DynamicInt8Linear(linear))):
+            out[f"{name}_gflops"] = flop / min(_times(lambda layer=layer: layer(x), reps)) / 1e9
+    return out
+
+
+def chunk_gflop(policy, batch: dict) -> float:
+    """Matrix-product work of one chunk (torch's FLOP counter; attention products are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        policy.predict_action_chunk(batch)
+    return counter.get_total_flops() / 1e9
 
 
 def bench_lerobot(vlm_dir: Path, preset: str, chunk: int, batch_size: int, reps: int) -> dict[str, float]:
@@ -273,8 +305,15 @@ def _print_options(preset: str, row: dict) -> None:
     base = row["options"]["fp32"]["chunk_latency_s_min"]
     print(f"{preset}: chunk latency per option (LeRobot fp32: {theirs:.3f} s)" if theirs else f"{preset}:",
           file=sys.stderr)
+    rates = row["options"]["throughput"]
+    print(f"  matrix products on this CPU: {rates['fp32_gflops']:.0f} GFLOP/s fp32, {rates['int8_gflops']:.0f} int8",
+          file=sys.stderr)
     for option, r in row["options"].items():
+        if option == "throughput":
+            continue
+        floor = f"floor {r['floor_s']:.2f} s" if r["floor_s"] is not None else "floor -"
         print(f"  {option:<14} {r['chunk_latency_s_min']:8.3f} s  x{base / r['chunk_latency_s_min']:5.2f}  "
+              f"{r['gflop']:6.0f} GFLOP, {floor}  "
               f"max |diff| vs fp32 {r['max_abs_diff_vs_fp32']:.4f} (fp32 chunk max |a| {r['fp32_max_abs']:.1f})",
               file=sys.stderr)
 
