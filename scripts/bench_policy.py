@@ -17,7 +17,7 @@ gets ``ratio`` = LeRobot time / ours (>= 1 means ours is not slower). Prints one
 ``stepsN``: N flow-matching steps instead of 10; ``+`` combines) on the same weights, inputs and
 noise, with each option's effect on the chunk: max |chunk - fp32 chunk| in action units, next to
 the fp32 chunk's own max |value|. With options, the JSON also gives the chunk's matrix-product work
-(GFLOP, counted by torch; attention excluded) and this CPU's measured product throughput (float32 and
+(GFLOP, counted by torch) and this CPU's measured product throughput (float32 and
 dynamic int8, on a vision-tower-sized layer), so ``floor_s`` = work / throughput is the latency no
 kernel tuning can beat on this machine.
 """
@@ -177,10 +177,15 @@ def gemm_throughput(reps: int = 5) -> dict[str, float]:
 
 
 def chunk_gflop(policy, batch: dict) -> float:
-    """Matrix-product work of one chunk (torch's FLOP counter; attention products are not counted)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """Matrix-product work of one chunk, attention included (torch's FLOP counter; it has no formula for
+    the CPU flash-attention kernel, so that one is given here)."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    counter = FlopCounterMode(display=False)
+    def cpu_flash_attention(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    attention = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    counter = FlopCounterMode(display=False, custom_mapping={attention: cpu_flash_attention})
     with counter:
         policy.predict_action_chunk(batch)
     return counter.get_total_flops() / 1e9
@@ -313,7 +318,7 @@ def _print_options(preset: str, row: dict) -> None:
             continue
         floor = f"floor {r['floor_s']:.2f} s" if r["floor_s"] is not None else "floor -"
         print(f"  {option:<14} {r['chunk_latency_s_min']:8.3f} s  x{base / r['chunk_latency_s_min']:5.2f}  "
-              f"{r['gflop']:6.0f} GFLOP, {floor}  "
+              f"{r['gflop']:7.1f} GFLOP, {floor}  "
               f"max |diff| vs fp32 {r['max_abs_diff_vs_fp32']:.4f} (fp32 chunk max |a| {r['fp32_max_abs']:.1f})",
               file=sys.stderr)
 
