@@ -318,6 +318,29 @@ def test_pixel_noise_differs_per_step_and_repeats_per_seed():
     np.testing.assert_array_equal(np.stack(first), np.stack(again))
 
 
+def test_noise_and_jpeg_are_what_their_definitions_say():
+    """The fast paths (saturating adds of a pre-scaled field; cvtColor channel swaps around the codec)
+    give the same bytes as the plain definitions: clip(image + round(std * field)); a JPEG of the RGB frame."""
+    from so101lab.envs.image_noise import NOISE_MARGIN, ImageNoise
+
+    image = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8), (0, 0), 2)
+    image[:4], image[-4:] = 0, 255  # saturation at both ends
+    noise = ImageNoise(color=0.0, blur=0.0, blur_prob=0.0, jpeg_quality=(30, 30), jpeg_prob=0.0, noise=0.05)
+    noise.start_episode(np.random.default_rng(3), ("front",))
+    std = noise._episode["front"].noise_std
+    field = np.random.default_rng([48, 64]).standard_normal((48 + NOISE_MARGIN, 64 + NOISE_MARGIN, 3),
+                                                               dtype=np.float32)
+    out = noise.apply("front", image)
+    expected = [np.clip(image + np.round(field[dy:dy + 48, dx:dx + 64] * std), 0, 255).astype(np.uint8)
+                for dy in range(NOISE_MARGIN + 1) for dx in range(NOISE_MARGIN + 1)]
+    assert std > 0.5 and any(np.array_equal(out, e) for e in expected)
+
+    jpeg = ImageNoise(color=0.0, blur=0.0, blur_prob=0.0, jpeg_quality=(30, 30), jpeg_prob=1.0, noise=0.0)
+    jpeg.start_episode(np.random.default_rng(3), ("front",))
+    _, buffer = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 30])
+    np.testing.assert_array_equal(jpeg.apply("front", image), cv2.imdecode(buffer, cv2.IMREAD_COLOR)[..., ::-1])
+
+
 # ---- config --------------------------------------------------------------------------------------
 
 
