@@ -330,7 +330,7 @@ def test_noise_and_jpeg_are_what_their_definitions_say():
     std = noise._episode["front"].noise_std
     field = np.random.default_rng([48, 64]).standard_normal((48 + NOISE_MARGIN, 64 + NOISE_MARGIN, 3),
                                                                dtype=np.float32)
-    out = noise.apply("front", image)
+    out = noise.apply("front", image.copy())  # apply works in place
     expected = [np.clip(image + np.round(field[dy:dy + 48, dx:dx + 64] * std), 0, 255).astype(np.uint8)
                 for dy in range(NOISE_MARGIN + 1) for dx in range(NOISE_MARGIN + 1)]
     assert std > 0.5 and any(np.array_equal(out, e) for e in expected)
@@ -338,7 +338,14 @@ def test_noise_and_jpeg_are_what_their_definitions_say():
     jpeg = ImageNoise(color=0.0, blur=0.0, blur_prob=0.0, jpeg_quality=(30, 30), jpeg_prob=1.0, noise=0.0)
     jpeg.start_episode(np.random.default_rng(3), ("front",))
     _, buffer = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 30])
-    np.testing.assert_array_equal(jpeg.apply("front", image), cv2.imdecode(buffer, cv2.IMREAD_COLOR)[..., ::-1])
+    np.testing.assert_array_equal(jpeg.apply("front", image.copy()), cv2.imdecode(buffer, cv2.IMREAD_COLOR)[..., ::-1])
+
+    color_blur = ImageNoise(color=0.2, blur=1.0, blur_prob=1.0, jpeg_quality=(30, 30), jpeg_prob=0.0, noise=0.0)
+    color_blur.start_episode(np.random.default_rng(3), ("front",))
+    corruption = color_blur._episode["front"]
+    sigma = corruption.blur_sigma * 48 / 480
+    expected = cv2.GaussianBlur(cv2.transform(image, corruption.color), (0, 0), sigma)
+    np.testing.assert_array_equal(color_blur.apply("front", image.copy()), expected)
 
 
 # ---- config --------------------------------------------------------------------------------------
