@@ -70,33 +70,34 @@ class ImageNoise:
         self._rng = np.random.default_rng(rng.integers(2**63))
 
     def apply(self, camera: str, image: np.ndarray) -> np.ndarray:
-        """The corrupted frame. Works in place on `image` (a C-contiguous uint8 frame that nothing else
-        holds: the env passes the renderer's fresh one), because a new 1 MB array per operation cost more
-        in page faults than the operations themselves."""
+        """The corrupted frame. Works in place on `image` if it is writable and C-contiguous (the env
+        passes the renderer's fresh frame, which nothing else holds; others are copied first), because
+        a new 1 MB array per operation cost more in page faults than the operations themselves."""
         corruption = self._episode.get(camera)
         if corruption is None:
             return image
         import cv2
 
+        if not (image.flags.writeable and image.flags.c_contiguous):
+            image = np.array(image, order="C")
         height, width = image.shape[:2]
         if corruption.color is not None:
-            cv2.transform(image, corruption.color, dst=image)  # saturates to 0..255
+            image = cv2.transform(image, corruption.color, dst=image)  # saturates to 0..255
         if corruption.blur_sigma:
             # Sigma in px of a 480-line image, so a setting blurs as much at every image size.
-            cv2.GaussianBlur(image, (0, 0), corruption.blur_sigma * height / 480, dst=image)
+            image = cv2.GaussianBlur(image, (0, 0), corruption.blur_sigma * height / 480, dst=image)
         if corruption.jpeg_quality is not None:
             # Channel swaps by cvtColor: a reversed view made the encoder copy it, 2.8x the codec's own time.
             bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR, dst=image)
             _, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, corruption.jpeg_quality])
             image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-            cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
         if corruption.noise_std >= 0.5:
             up, down = self._noise_fields(camera, height, width, corruption.noise_std)
             dy, dx = self._rng.integers(0, NOISE_MARGIN + 1, 2)
             window = (slice(dy, dy + height), slice(dx, dx + width))
             # Saturating adds of the field's positive and negative parts: clip(image + noise) without int16 copies.
-            cv2.add(image, up[window], dst=image)
-            cv2.subtract(image, down[window], dst=image)
+            image = cv2.subtract(cv2.add(image, up[window], dst=image), down[window], dst=image)
         return image
 
     def _noise_fields(self, camera: str, height: int, width: int, std: float) -> tuple[np.ndarray, np.ndarray]:
