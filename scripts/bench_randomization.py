@@ -10,10 +10,11 @@ JPEG-compressed episode costs is drawn per episode, so the cost is an average ov
 default with every image corruption forced on in every episode (the worst case), and the
 robustness benchmark's training preset; `--parts` adds the default with one part off at a time
 (textures, image corruptions, spare lights, colour and pose jitter): a part's share of the cost is the
-default's cost minus that run's. Step time and reset time are measured apart: the step cost is
-the issue's number, the reset's is reported beside it. The configs take turns episode by episode
-(drift of the machine weighs on all alike). Rates are best of rounds, in CPU time of this process
-(the renderer's threads included) and in wall time.
+default's cost minus that run's, and the default with the pool textures sampled as MuJoCo does
+(blending two mipmap levels, `set_pool_texture_filter`): what the cheaper filter buys. Step time and
+reset time are measured apart: the step cost is the issue's number, the reset's is reported beside
+it. The configs take turns episode by episode (drift of the machine weighs on all alike). Rates are
+best of rounds, in CPU time of this process (the renderer's threads included) and in wall time.
 """
 
 # ruff: noqa: I001  (so101lab first: it selects headless EGL before mujoco loads its GL backend)
@@ -31,6 +32,7 @@ import gymnasium as gym
 
 from so101lab.envs import DomainRandomization
 from so101lab.envs.randomization import preset
+from so101lab.envs.textures import set_pool_texture_filter
 
 from bench_env import joint_targets  # scripts/ is on sys.path when this file runs as a script
 
@@ -89,8 +91,13 @@ def main() -> None:
     if args.parts:
         configs |= {f"default_without_{part}": dataclasses.replace(DomainRandomization(), **off)
                     for part, off in PARTS.items()}
+        configs["default_mujoco_texture_filter"] = DomainRandomization()
     envs = {name: gym.make("so101lab/PickCube-v0", image_size=(args.height, args.width), randomization=config)
             for name, config in configs.items()}
+    if args.parts:
+        blended = envs["default_mujoco_texture_filter"].unwrapped
+        blended.reset(seed=0)  # makes the renderer
+        set_pool_texture_filter(blended._renderer, blended.model, blend_mip_levels=True)
     actions = joint_targets(args.steps_per_episode)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in envs}
     for _ in range(args.rounds):

@@ -18,6 +18,7 @@ import so101lab  # noqa: F401  (registers the envs)
 from so101lab.assets.look import ARM_COLORS
 from so101lab.envs import DomainRandomization, make_expert
 from so101lab.envs.randomization import PRESETS, preset, textured_material_name
+from so101lab.envs.textures import set_pool_texture_filter
 
 NONE = DomainRandomization.none()
 SIZE = (96, 128)
@@ -161,6 +162,38 @@ def test_an_untextured_episode_draws_the_plain_material():
         env.reset(seed=seed)
         drawn.add(env.model.material(env.model.geom_matid[table]).name)
     assert drawn == {"table", textured_material_name("table")}
+
+
+def _min_filters(env) -> dict[str, int]:
+    """The GL minification filter of each 2D texture in the env's renderer, by texture name."""
+    from OpenGL import GL
+
+    renderer = env._renderer
+    renderer._gl_context.make_current()
+    filters = {}
+    for i in range(env.model.ntex):
+        if env.model.tex_type[i] == mujoco.mjtTexture.mjTEXTURE_2D:
+            GL.glBindTexture(GL.GL_TEXTURE_2D, int(renderer._mjr_context.texture[i]))
+            filters[env.model.tex(i).name] = int(GL.glGetTexParameteriv(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MIN_FILTER))
+    return filters
+
+
+def test_pool_textures_sample_one_mip_level_and_look_the_same():
+    """The cheaper filter reaches every pool texture and changes the picture by a hair."""
+    from OpenGL import GL
+
+    env = _env(dataclasses.replace(NONE, table_texture=1.0, wall_texture=1.0), visual="mesh", image_size=(240, 320))
+    obs, _ = env.reset(seed=4)
+    filters = _min_filters(env)
+    pool = {name for name in filters if name.startswith("dr_")}
+    assert pool and all(filters[n] == GL.GL_LINEAR_MIPMAP_NEAREST for n in pool)
+    # Against MuJoCo's own filter on the same frame: the table and wall are textured, the rest is identical.
+    set_pool_texture_filter(env._renderer, env.model, blend_mip_levels=True)
+    assert set(_min_filters(env).values()) == {GL.GL_LINEAR_MIPMAP_LINEAR}
+    for camera, image in obs["pixels"].items():
+        trilinear = env._render_camera(camera, *image.shape[:2])
+        diff = np.abs(image.astype(int) - trilinear.astype(int))
+        assert diff.mean() < 0.5, (camera, diff.mean())
 
 
 def _write_image(folder, name: str, rgb: tuple[int, int, int]) -> None:

@@ -40,6 +40,7 @@ from so101lab.envs.firmware import CompiledControl
 from so101lab.envs.randomization import DomainRandomization, Randomizer
 from so101lab.envs.scene import build_model
 from so101lab.envs.servo import ServoParams, Servos
+from so101lab.envs.textures import set_pool_texture_filter
 
 log = logging.getLogger(__name__)
 OBS_MODES = ("pixels_agent_pos", "state")
@@ -307,6 +308,7 @@ class SO101Env(gym.Env):
             self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, height)
             self.model.vis.global_.offwidth = max(self.model.vis.global_.offwidth, width)
             self._renderer = mujoco.Renderer(self.model, height, width)
+            set_pool_texture_filter(self._renderer, self.model)
         self._renderer.update_scene(self.data, camera)
         return self._renderer.render()
 

@@ -25,16 +25,17 @@ COLOR_MARGIN = 0.3  # RGB distance a texture colour keeps from every object colo
 Colors = Sequence[Sequence[float]]
 
 
-PLAIN_TEXTURE = "dr_plain"  # white: the textured materials' placeholder
+POOL_PREFIX = "dr_"  # every pool texture's name starts with it
+PLAIN_TEXTURE = f"{POOL_PREFIX}plain"  # white: the textured materials' placeholder
 
 
 def texture_name(family: str, variant: int) -> str:
-    return f"dr_{family}_{variant}"
+    return f"{POOL_PREFIX}{family}_{variant}"
 
 
 def image_texture_name(kind: str, index: int) -> str:
     """`kind` is "table" or "background"."""
-    return f"dr_{kind}_image_{index}"
+    return f"{POOL_PREFIX}{kind}_image_{index}"
 
 
 def image_files(folder: str | Path | None) -> list[Path]:
@@ -142,3 +143,28 @@ def add_texture_pool(spec: mujoco.MjSpec, families: Sequence[str], variants: int
     for kind, folder in (("table", table_images), ("background", background_images)):
         for i, path in enumerate(image_files(folder)):
             _add_image(spec, image_texture_name(kind, i), load_image(path))
+
+
+def set_pool_texture_filter(renderer: mujoco.Renderer, model: mujoco.MjModel,
+                            blend_mip_levels: bool = False) -> list[int]:
+    """Have `renderer` sample each pool texture from its nearest mipmap level (GL_LINEAR_MIPMAP_NEAREST),
+    or with `blend_mip_levels` blend the two nearest as MuJoCo does (GL_LINEAR_MIPMAP_LINEAR; for
+    benchmarks); returns the texture ids set.
+
+    On a software renderer the blend is a third of what a textured surface adds to a frame; the frames
+    differ by under 0.1 of 255 on average (docs/randomization.md, "Texture filtering"). Only pool
+    textures: a texture of the scene itself would keep MuJoCo's filter. Uses the renderer's GL context
+    and texture handles, which mujoco.Renderer keeps in private attributes."""
+    from OpenGL import GL
+
+    ids = [i for i in range(model.ntex) if model.tex(i).name.startswith(POOL_PREFIX)
+           and model.tex_type[i] == mujoco.mjtTexture.mjTEXTURE_2D]
+    if not ids:
+        return ids
+    mode = GL.GL_LINEAR_MIPMAP_LINEAR if blend_mip_levels else GL.GL_LINEAR_MIPMAP_NEAREST
+    renderer._gl_context.make_current()
+    for i in ids:
+        GL.glBindTexture(GL.GL_TEXTURE_2D, int(renderer._mjr_context.texture[i]))
+        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MIN_FILTER, mode)
+    GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+    return ids
