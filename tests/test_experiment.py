@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from so101lab.errors import UsageError
 from so101lab.experiments import experiment
 
 TINY_ACT = dict(image_size=(32, 32), dim_model=32, n_heads=2, dim_feedforward=64, n_encoder_layers=1)
@@ -52,6 +53,13 @@ def test_experiment_runs_the_closed_loop_and_resumes_without_redoing_work(tmp_pa
     assert final.stat().st_mtime_ns == stamp
     assert again["success_vs_steps"] == results["success_vs_steps"]
     assert again["dataset"]["episodes"] == 2
+
+    # A run folder is tied to its dataset: another one (say, another --demos-per-task) is refused, not
+    # evaluated with this run's checkpoints.
+    other = experiment._train_args(_args(tmp_path, "pick-cube-act"), experiment.RECIPES["pick-cube-act"],
+                                   tmp_path / "data" / "PickCube_3", run)  # fmt: skip
+    with pytest.raises(UsageError, match=r"trained on .*PickCube_2"):
+        experiment.train_unless_done(other)
 
 
 def test_multitask_experiment_swaps_instructions_between_tasks(tmp_path, monkeypatch):

@@ -27,11 +27,12 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
+from so101lab.errors import UsageError
 from so101lab.experiments import collect, train
 from so101lab.experiments import eval as evaluate
 from so101lab.experiments.metrics import wilson_interval
 from so101lab.policies.device import DeviceName, DtypeName
-from so101lab.policies.train_state import PRETRAINED
+from so101lab.policies.train_state import PRETRAINED, saved_training_step
 
 ALL_TASKS = ("so101lab/PickCube-v0", "so101lab/PickPlace-v0", "so101lab/StackCubes-v0", "so101lab/SortCubes-v0")
 
@@ -166,6 +167,22 @@ def _finished_checkpoints(train_dir: Path) -> list[Path]:
     return sorted(p for p in (train_dir / "checkpoints").glob("[0-9]*") if (p / PRETRAINED).is_dir())
 
 
+def train_unless_done(targs: train.Args, until: int | None = None) -> list[Path]:
+    """Train, resuming what a stopped run left, unless a checkpoint of step `until` (default: the last
+    step) exists; returns the finished checkpoints. A run folder trained on another dataset is refused:
+    a changed --demos-per-task would otherwise be evaluated with the old run's checkpoints."""
+    done = _finished_checkpoints(targs.output_dir)
+    if done:
+        trained_on = saved_training_step(done[-1]).get("args", {}).get("dataset")
+        if trained_on is not None and Path(trained_on).resolve() != Path(targs.dataset).resolve():
+            raise UsageError(f"{targs.output_dir} holds a run trained on {trained_on}, not {targs.dataset}: "
+                             f"pass another --output-dir (or delete that run)")
+    if not done or int(done[-1].name) < (until or targs.steps):
+        targs.resume = bool(done)
+        train.main(targs)
+    return _finished_checkpoints(targs.output_dir)
+
+
 def _instruction_of(env_id: str, seed: int) -> str:
     import so101lab  # noqa: F401  (registers the envs)
 
@@ -212,12 +229,9 @@ def main(args: Args) -> dict:
 
     _timed(timings, "collect_s", lambda: collect_demos(args, recipe, root))
     save_timings()
-    done = _finished_checkpoints(targs.output_dir)
-    if not done or int(done[-1].name) < targs.steps:
-        targs.resume = bool(done)
-        _timed(timings, "train_s", lambda: train.main(targs))
-        save_timings()
-    checkpoints = _finished_checkpoints(targs.output_dir)
+    checkpoints: list[Path] = []
+    _timed(timings, "train_s", lambda: checkpoints.extend(train_unless_done(targs)))
+    save_timings()
     curve: dict[str, list[dict]] = {t: [] for t in recipe.tasks}
     swapped: dict[str, dict] = {}
     eval_start = time.perf_counter()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from so101lab.envs.robustness import CONDITIONS, register_conditions
 from so101lab.errors import UsageError
-from so101lab.experiments import experiment, train
+from so101lab.experiments import experiment
 from so101lab.policies.train_state import PRETRAINED
 
 RECIPE = "pick-cube-act-robustness"
@@ -70,11 +70,7 @@ def run_policy(args: experiment.Args, base: experiment.Recipe, policy: str, ids:
     root = experiment._dataset_root(args, recipe)
     experiment.collect_demos(args, recipe, root)
     targs = experiment._train_args(args, recipe, root, run / policy)
-    done = experiment._finished_checkpoints(targs.output_dir)
-    if not done or int(done[-1].name) < (step or targs.steps):
-        targs.resume = bool(done)
-        train.main(targs)
-    checkpoints = experiment._finished_checkpoints(targs.output_dir)
+    checkpoints = experiment.train_unless_done(targs, step)
     if step is not None and step not in {int(c.name) for c in checkpoints}:
         raise UsageError(f"--eval-step {step}: {policy} has no checkpoint of that step in {targs.output_dir} "
                          f"(it has {[int(c.name) for c in checkpoints]})")

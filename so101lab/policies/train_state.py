@@ -144,6 +144,11 @@ def save_training_state(
     (out / "training_step.json").write_text(json.dumps({"step": step, "rng": meta_rng, **(extra or {})}))
 
 
+def saved_training_step(directory: Path) -> dict:
+    """A checkpoint's training_step.json: its ``step`` and the ``args`` it was trained with (if saved)."""
+    return json.loads((directory / TRAINING_STATE / "training_step.json").read_text())
+
+
 def load_training_state(directory: Path, optimizer: Optimizer, scheduler: LambdaLR) -> dict:
     """Restore optimizer, scheduler and RNG state in place; returns training_step.json (has ``step``)."""
     src = directory / TRAINING_STATE
@@ -159,7 +164,7 @@ def load_training_state(directory: Path, optimizer: Optimizer, scheduler: Lambda
         state.setdefault(int(pid), {}).update(entries)
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     scheduler.load_state_dict(json.loads((src / "scheduler_state.json").read_text()))
-    info = json.loads((src / "training_step.json").read_text())
+    info = saved_training_step(directory)
     rng = load_file(str(src / "rng_state.safetensors"))
     torch.set_rng_state(rng["torch"])
     name, pos, has_gauss, cached = info["rng"]["numpy"]
