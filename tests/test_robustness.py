@@ -57,7 +57,7 @@ def test_recipe_runs_end_to_end(tmp_path):
     results = robustness.main(args, tiny)
     run = tmp_path / "pick-cube-act-robustness"
     assert json.loads((run / "results.json").read_text())["conditions"].keys() == CONDITIONS.keys()
-    assert set(results["policies"]) == {"plain", "randomized"}
+    assert set(results["policies"]) == {"plain", "randomized"} and results["demos_per_policy"] == 2
     for policy in results["policies"].values():
         assert set(policy["success"]) == set(CONDITIONS)
     assert (run / "results.png").stat().st_size > 0 and "| nominal |" in (run / "results.md").read_text()

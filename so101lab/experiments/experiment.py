@@ -51,6 +51,8 @@ class Recipe:
     """Overrides of ``so101lab eval``'s Args (how the policy executes its chunks)."""
     collect: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Overrides of ``so101lab collect``'s Args (e.g. execution noise)."""
+    demos_per_task: int = 50
+    """Scripted demos collected per task, unless --demos-per-task says otherwise."""
 
 
 # Sized to train in under an hour each on 2 CPU cores (measured numbers: README, "Results").
@@ -92,8 +94,8 @@ class Args:
     benchmark: so101lab/experiments/robustness.py)."""
     output_dir: Path = Path("outputs/experiments")
     """Runs go to <output-dir>/<recipe>; demos to <output-dir>/data (shared by recipes with the same tasks)."""
-    demos_per_task: int = 50
-    """Scripted demos collected per task."""
+    demos_per_task: int | None = None
+    """Scripted demos collected per task (default: the recipe's, 50; 150 for pick-cube-act-robustness)."""
     steps: int | None = None
     """Training steps (default: the recipe's)."""
     eval_episodes: int = 50
@@ -123,7 +125,11 @@ def _task_name(env_id: str) -> str:
 def _dataset_root(args: Args, recipe: Recipe) -> Path:
     tasks = "all_tasks" if recipe.tasks == ALL_TASKS else "_".join(_task_name(t) for t in recipe.tasks)
     variant = "".join(f"_{k}{'-' * isinstance(v, str)}{_tag(v)}" for k, v in sorted(recipe.collect.items()))
-    return args.output_dir / "data" / f"{tasks}_{args.demos_per_task}{variant}"
+    return args.output_dir / "data" / f"{tasks}_{_demos(args, recipe)}{variant}"
+
+
+def _demos(args: Args, recipe: Recipe) -> int:
+    return args.demos_per_task or recipe.demos_per_task
 
 
 def _saved_episodes(root: Path, env_id: str) -> tuple[int, int]:
@@ -141,8 +147,8 @@ def collect_demos(args: Args, recipe: Recipe, root: Path) -> None:
     """Scripted demos of each task into one dataset; tops up what an interrupted run left."""
     for task in recipe.tasks:
         have, next_seed = _saved_episodes(root, task)
-        if have < args.demos_per_task:
-            collect.collect(collect.Args(root=root, env_id=task, episodes=args.demos_per_task - have,
+        if have < _demos(args, recipe):
+            collect.collect(collect.Args(root=root, env_id=task, episodes=_demos(args, recipe) - have,
                                          workers=args.workers, seed=next_seed, allow_mixed_env_ids=True,
                                          ray=args.ray, **recipe.collect))  # fmt: skip
 
