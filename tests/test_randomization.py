@@ -18,7 +18,7 @@ import so101lab  # noqa: F401  (registers the envs)
 from so101lab.assets.look import ARM_COLORS
 from so101lab.envs import DomainRandomization, make_expert
 from so101lab.envs.randomization import PRESETS, preset, textured_material_name
-from so101lab.envs.textures import set_pool_texture_filter
+from so101lab.envs.textures import POOL_PREFIX, set_pool_texture_filter
 
 NONE = DomainRandomization.none()
 SIZE = (96, 128)
@@ -185,7 +185,7 @@ def test_pool_textures_sample_one_mip_level_and_look_the_same():
     env = _env(dataclasses.replace(NONE, table_texture=1.0, wall_texture=1.0), visual="mesh", image_size=(240, 320))
     obs, _ = env.reset(seed=4)
     filters = _min_filters(env)
-    pool = {name for name in filters if name.startswith("dr_")}
+    pool = {name for name in filters if name.startswith(POOL_PREFIX)}
     assert pool and all(filters[n] == GL.GL_LINEAR_MIPMAP_NEAREST for n in pool)
     # Against MuJoCo's own filter on the same frame: the table and wall are textured, the rest is identical.
     set_pool_texture_filter(env._renderer, env.model, blend_mip_levels=True)

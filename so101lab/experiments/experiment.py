@@ -145,10 +145,11 @@ def _saved_episodes(root: Path, env_id: str) -> tuple[int, int]:
 
 def collect_demos(args: Args, recipe: Recipe, root: Path) -> None:
     """Scripted demos of each task into one dataset; tops up what an interrupted run left."""
+    wanted = _demos(args, recipe)
     for task in recipe.tasks:
         have, next_seed = _saved_episodes(root, task)
-        if have < _demos(args, recipe):
-            collect.collect(collect.Args(root=root, env_id=task, episodes=_demos(args, recipe) - have,
+        if have < wanted:
+            collect.collect(collect.Args(root=root, env_id=task, episodes=wanted - have,
                                          workers=args.workers, seed=next_seed, allow_mixed_env_ids=True,
                                          ray=args.ray, **recipe.collect))  # fmt: skip
 
