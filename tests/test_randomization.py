@@ -381,6 +381,22 @@ def test_noise_and_jpeg_are_what_their_definitions_say():
     np.testing.assert_array_equal(color_blur.apply("front", image.copy()), expected)
 
 
+def test_image_corruptions_run_opencv_on_one_thread():
+    """OpenCV's pool beside the renderer's threads oversubscribed the cores (docs/randomization.md,
+    "OpenCV threads"); an env without corruptions leaves OpenCV's setting alone."""
+    from so101lab.envs.image_noise import ImageNoise
+
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        ImageNoise(color=0.0, blur=0.0, blur_prob=0.0, jpeg_quality=(30, 30), jpeg_prob=0.0, noise=0.0)
+        assert cv2.getNumThreads() == 2
+        ImageNoise(color=0.1, blur=0.0, blur_prob=0.0, jpeg_quality=(30, 30), jpeg_prob=0.0, noise=0.0)
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
+
+
 # ---- config --------------------------------------------------------------------------------------
 
 

@@ -5,6 +5,10 @@ What a real USB camera adds and a renderer does not. Applied to the images the e
 a colour transform, a blur, whether and how hard to JPEG-compress, and a noise level; each step
 then shifts a noise field drawn once per env by a random offset, which costs two saturating adds
 instead of a million normal draws per frame (scripts/bench_env.py measures the total).
+
+OpenCV runs on one thread in a process whose env corrupts images: its thread pool, on top of the
+software renderer's threads, oversubscribed the cores and busy-waited, which cost more CPU than the
+corruptions themselves (docs/randomization.md, "OpenCV threads"). The setting is process-wide.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class ImageNoise:
         self.color, self.blur, self.blur_prob = color, blur, blur_prob
         self.jpeg_quality, self.jpeg_prob, self.noise = jpeg_quality, jpeg_prob, noise
         self.enabled = bool(color or (blur and blur_prob) or jpeg_prob or noise)
+        if self.enabled:
+            import cv2
+
+            cv2.setNumThreads(1)
         self._episode: dict[str, CameraCorruption] = {}
         self._rng = np.random.default_rng(0)
         self._fields: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (h, w) -> normal field's +/- parts
