@@ -381,6 +381,24 @@ def test_noise_and_jpeg_are_what_their_definitions_say():
     np.testing.assert_array_equal(color_blur.apply("front", image.copy()), expected)
 
 
+def test_cameras_corrupted_in_parallel_give_the_bytes_of_one_at_a_time():
+    from so101lab.envs.image_noise import ImageNoise
+
+    rng = np.random.default_rng(0)
+    frames = {camera: cv2.GaussianBlur(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (0, 0), 2)
+              for camera in ("front", "wrist", "side")}
+    kwargs = dict(color=0.2, blur=1.0, blur_prob=1.0, jpeg_quality=(30, 60), jpeg_prob=0.5, noise=0.05)
+    parallel, serial = ImageNoise(**kwargs), ImageNoise(**kwargs)
+    for noise in (parallel, serial):
+        noise.start_episode(np.random.default_rng(5), tuple(frames))
+    for _ in range(3):  # each step draws new noise windows
+        together = parallel.apply_all({camera: frame.copy() for camera, frame in frames.items()})
+        assert list(together) == list(frames)
+        for camera, frame in frames.items():
+            np.testing.assert_array_equal(together[camera], serial.apply(camera, frame.copy()))
+    assert parallel._pool is not None  # the frames did go through the threads
+
+
 def test_image_corruptions_run_opencv_on_one_thread():
     """OpenCV's pool beside the renderer's threads oversubscribed the cores (docs/randomization.md,
     "OpenCV threads"); an env without corruptions leaves OpenCV's setting alone."""

@@ -322,8 +322,8 @@ class SO101Env(gym.Env):
         obs: dict[str, Any] = {OBS_STATE: self.joint_positions if agent_pos is None else agent_pos}
         if self.obs_mode == "pixels_agent_pos":
             noise = self.randomizer.image_noise  # camera-level corruptions: observations only, not render()
-            obs[OBS_PIXELS] = {c.name: noise.apply(c.name, self._render_camera(c.name, c.height, c.width))
-                               for c in self.cameras}
+            obs[OBS_PIXELS] = noise.apply_all({c.name: self._render_camera(c.name, c.height, c.width)
+                                               for c in self.cameras})
         else:
             poses = self.data.qpos[self._object_pose_idx]  # each object's position and quaternion
             extra = self._extra_state()

@@ -9,10 +9,12 @@ instead of a million normal draws per frame (scripts/bench_env.py measures the t
 OpenCV runs on one thread in a process whose env corrupts images: its thread pool, on top of the
 software renderer's threads, oversubscribed the cores and busy-waited, which cost more CPU than the
 corruptions themselves (docs/randomization.md, "OpenCV threads"). The setting is process-wide.
+The cameras' frames are corrupted in parallel threads instead, one per camera.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +58,7 @@ class ImageNoise:
 
             cv2.setNumThreads(1)
         self._episode: dict[str, CameraCorruption] = {}
+        self._pool: ThreadPoolExecutor | None = None  # made at the first multi-camera frame with corruptions
         self._rng = np.random.default_rng(0)
         self._fields: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (h, w) -> normal field's +/- parts
         self._scaled: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # camera -> this episode's noise (+, -)
@@ -78,35 +81,42 @@ class ImageNoise:
         self._rng = np.random.default_rng(rng.integers(2**63))
 
     def apply(self, camera: str, image: np.ndarray) -> np.ndarray:
-        """The corrupted frame. Works in place on `image` if it is writable and C-contiguous (the env
-        passes the renderer's fresh frame, which nothing else holds; others are copied first), because
-        a new 1 MB array per operation cost more in page faults than the operations themselves."""
-        corruption = self._episode.get(camera)
-        if corruption is None:
-            return image
-        import cv2
+        """The corrupted frame of one camera (`apply_all` with one frame)."""
+        return self.apply_all({camera: image})[camera]
 
-        if not (image.flags.writeable and image.flags.c_contiguous):
-            image = np.array(image, order="C")
-        height, width = image.shape[:2]
-        if corruption.color is not None:
-            image = cv2.transform(image, corruption.color, dst=image)  # saturates to 0..255
-        if corruption.blur_sigma:
-            # Sigma in px of a 480-line image, so a setting blurs as much at every image size.
-            image = cv2.GaussianBlur(image, (0, 0), corruption.blur_sigma * height / 480, dst=image)
-        if corruption.jpeg_quality is not None:
-            # Channel swaps by cvtColor: a reversed view made the encoder copy it, 2.8x the codec's own time.
-            bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR, dst=image)
-            _, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, corruption.jpeg_quality])
-            image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
-        if corruption.noise_std >= 0.5:
-            up, down = self._noise_fields(camera, height, width, corruption.noise_std)
-            dy, dx = self._rng.integers(0, NOISE_MARGIN + 1, 2)
-            window = (slice(dy, dy + height), slice(dx, dx + width))
-            # Saturating adds of the field's positive and negative parts: clip(image + noise) without int16 copies.
-            image = cv2.subtract(cv2.add(image, up[window], dst=image), down[window], dst=image)
-        return image
+    def apply_all(self, frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each camera's corrupted frame, the cameras in parallel threads (OpenCV releases the GIL):
+        about a point of wall time per step on 2 cores (docs/randomization.md, "OpenCV threads").
+        Random draws happen here, in camera order, so the bytes do not depend on the threads.
+
+        Works in place on a frame that is writable and C-contiguous (the env passes the renderer's
+        fresh frames, which nothing else holds; others are copied first), because a new 1 MB array
+        per operation cost more in page faults than the operations themselves."""
+        jobs = []
+        for camera, image in frames.items():
+            corruption = self._episode.get(camera)
+            if corruption is not None and not (image.flags.writeable and image.flags.c_contiguous):
+                image = np.array(image, order="C")
+            jobs.append((corruption, image, self._noise_window(camera, corruption, image.shape[:2])))
+        if len(jobs) > 1 and self._episode:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=len(jobs) - 1, thread_name_prefix="image-noise")
+            futures = [self._pool.submit(_corrupt, *job) for job in jobs[:-1]]
+            images = [*(f.result() for f in futures), _corrupt(*jobs[-1])]
+        else:
+            images = [_corrupt(*job) for job in jobs]
+        return dict(zip(frames, images, strict=True))
+
+    def _noise_window(self, camera: str, corruption: CameraCorruption | None,
+                      size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+        """This step's noise of `camera` (its positive and negative part), a random window of the field."""
+        if corruption is None or corruption.noise_std < 0.5:
+            return None
+        height, width = size
+        up, down = self._noise_fields(camera, height, width, corruption.noise_std)
+        dy, dx = self._rng.integers(0, NOISE_MARGIN + 1, 2)
+        window = (slice(dy, dy + height), slice(dx, dx + width))
+        return up[window], down[window]
 
     def _noise_fields(self, camera: str, height: int, width: int, std: float) -> tuple[np.ndarray, np.ndarray]:
         """This episode's noise of `camera`, as its positive and its negative part (uint8 each)."""
@@ -122,3 +132,28 @@ class ImageNoise:
             # Scale, round and saturate in one pass each (30x faster than NumPy's round/clip/astype, same bytes).
             self._scaled[camera] = (cv2.convertScaleAbs(positive, alpha=std), cv2.convertScaleAbs(negative, alpha=std))
         return self._scaled[camera]
+
+
+def _corrupt(corruption: CameraCorruption | None, image: np.ndarray,
+             noise: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """One frame through one episode's corruption of its camera, in place where the operation allows."""
+    if corruption is None:
+        return image
+    import cv2
+
+    if corruption.color is not None:
+        image = cv2.transform(image, corruption.color, dst=image)  # saturates to 0..255
+    if corruption.blur_sigma:
+        # Sigma in px of a 480-line image, so a setting blurs as much at every image size.
+        image = cv2.GaussianBlur(image, (0, 0), corruption.blur_sigma * image.shape[0] / 480, dst=image)
+    if corruption.jpeg_quality is not None:
+        # Channel swaps by cvtColor: a reversed view made the encoder copy it, 2.8x the codec's own time.
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR, dst=image)
+        _, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, corruption.jpeg_quality])
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+    if noise is not None:
+        up, down = noise
+        # Saturating adds of the field's positive and negative parts: clip(image + noise) without int16 copies.
+        image = cv2.subtract(cv2.add(image, up, dst=image), down, dst=image)
+    return image
