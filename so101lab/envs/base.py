@@ -257,6 +257,7 @@ class SO101Env(gym.Env):
         return None
 
     def close(self):
+        self.randomizer.image_noise.close()
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None

@@ -107,6 +107,12 @@ class ImageNoise:
             images = [_corrupt(*job) for job in jobs]
         return dict(zip(frames, images, strict=True))
 
+    def close(self) -> None:
+        """Stop the threads (a later frame starts them again)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
     def _noise_window(self, camera: str, corruption: CameraCorruption | None,
                       size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
         """This step's noise of `camera` (its positive and negative part), a random window of the field."""
