@@ -86,7 +86,7 @@ class ImageNoise:
 
     def apply_all(self, frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Each camera's corrupted frame, the cameras in parallel threads (OpenCV releases the GIL):
-        about a point of wall time per step on 2 cores (docs/randomization.md, "OpenCV threads").
+        up to about a point of wall time per step on 2 cores (docs/randomization.md, "OpenCV threads").
         Random draws happen here, in camera order, so the bytes do not depend on the threads.
 
         Works in place on a frame that is writable and C-contiguous (the env passes the renderer's
