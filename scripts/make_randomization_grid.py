@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--preset", default="robust-train")
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     env = gym.make("so101lab/PickCube-v0", image_size=SIZE, randomization=preset(args.preset))
     frames = [episode_frame(env, seed, f"seed {seed}") for seed in range(16)]
     imageio.imwrite(args.out / "randomization.png", grid(frames, 4))
