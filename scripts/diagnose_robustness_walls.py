@@ -19,18 +19,21 @@ import json
 from pathlib import Path
 
 from so101lab.envs import robustness as scenes
-from so101lab.envs.textures import TEXTURE_FAMILIES
+from so101lab.envs.randomization import DomainRandomization
 from so101lab.policies.train_state import PRETRAINED
 
 
-def _wall_photo_seen():
-    return dataclasses.replace(scenes.nominal_randomization(), wall_texture=1.0, texture_families=(),
-                               background_images=scenes.background_folder("train", scenes.TRAIN_BACKGROUND_SEEDS))
+def _training_walls(**walls) -> DomainRandomization:
+    """The nominal scene with every wall drawn from `walls`, a part of what the randomised policy trained on."""
+    return dataclasses.replace(scenes.nominal_randomization(), wall_texture=1.0, **walls)
 
 
-def _wall_texture_seen():
-    return dataclasses.replace(scenes.nominal_randomization(), wall_texture=1.0,
-                               texture_families=tuple(f for f in TEXTURE_FAMILIES if f != scenes.HELD_OUT_FAMILY))
+def _wall_photo_seen() -> DomainRandomization:
+    return _training_walls(texture_families=(), background_images=scenes.training_randomization().background_images)
+
+
+def _wall_texture_seen() -> DomainRandomization:
+    return _training_walls(texture_families=scenes.training_randomization().texture_families)
 
 
 # At import, so the eval's worker processes (which import this file as their main module) know the env ids.
@@ -51,7 +54,7 @@ def main() -> None:
     recipe = experiment.RECIPES["pick-cube-act"]
     results = {}
     for policy in ("plain", "randomized"):
-        checkpoints = sorted(c for c in (args.run / policy / "train" / "checkpoints").iterdir() if c.name.isdigit())
+        checkpoints = experiment._finished_checkpoints(args.run / policy / "train")
         if not checkpoints:
             raise SystemExit(f"{args.run / policy} has no checkpoints: run the robustness recipe first")
         for condition in ("wall_photo_seen", "wall_texture_seen"):
